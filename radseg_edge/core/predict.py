@@ -1,0 +1,68 @@
+"""From language-aligned features to class probabilities and labels (RADSEG.md, "Language alignment")."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+#: label value of pixels below the prediction threshold in :func:`labels_from_probs`.
+IGNORE_INDEX = -1
+
+#: the reference's logit scale: softmax over classes of 100 * cos(f, t).
+LOGIT_SCALE = 100.0
+
+
+def class_probabilities(features: Tensor, text_embeddings: Tensor, logit_scale: float = LOGIT_SCALE) -> Tensor:
+    """softmax_k(100 * cos(f, t_k)).
+
+    Args:
+        features: B x D x h x w language-aligned features.
+        text_embeddings: K x D class embeddings (any norm; normalised here).
+    Returns:
+        B x K x h x w probabilities, fp32.
+    """
+    f = F.normalize(features.float(), dim=1)
+    t = F.normalize(text_embeddings.float(), dim=-1)
+    logits = torch.einsum("bdhw,kd->bkhw", f, t) * logit_scale
+    return torch.softmax(logits, dim=1)
+
+
+def upsample_probs(probs: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear upsampling (align_corners=False) of B x K x h x w to B x K x H x W."""
+    if tuple(probs.shape[-2:]) == tuple(size):
+        return probs
+    return F.interpolate(probs, size=size, mode="bilinear", align_corners=False)
+
+
+def class_maxima(probs: Tensor) -> Tensor:
+    """Per image and class, the maximum probability over all pixels: B x K x H x W -> B x K."""
+    return probs.flatten(2).amax(dim=-1)
+
+
+def denoise_prompts(probs: Tensor, threshold: float = 0.5) -> Tensor:
+    """Prompt denoising, per image: a class whose maximum over the image is < ``threshold`` gets 0 everywhere.
+
+    Args:
+        probs: B x K x H x W.
+    Returns:
+        B x K x H x W (a new tensor).
+    """
+    if threshold <= 0:
+        return probs
+    keep = (class_maxima(probs) >= threshold).to(probs.dtype)
+    return probs * keep[:, :, None, None]
+
+
+def labels_from_probs(probs: Tensor, prediction_thresh: float = 0.0) -> Tensor:
+    """Argmax over classes; pixels whose maximum probability is below ``prediction_thresh`` get IGNORE_INDEX.
+
+    Args:
+        probs: B x K x H x W.
+    Returns:
+        B x H x W int64 class indices (0-based), IGNORE_INDEX where below the threshold.
+    """
+    max_prob, labels = probs.max(dim=1)
+    if prediction_thresh > 0:
+        labels = labels.masked_fill(max_prob < prediction_thresh, IGNORE_INDEX)
+    return labels
