@@ -22,7 +22,12 @@ from torch import Tensor
 
 from radseg_edge.core.predict import class_probabilities, denoise_prompts, labels_from_probs, upsample_probs
 from radseg_edge.core.scga import scga_reference
-from radseg_edge.core.scra import merge_heads, scra_attention_reference, split_qkv, standard_attention_reference
+from radseg_edge.core.scra import (
+    merge_heads,
+    scra_attention_reference,
+    split_qkv,
+    standard_attention_reference,
+)
 from radseg_edge.core.windows import extract_windows, preresize_image, stitch_windows, window_boxes
 from radseg_edge.errors import InputError
 from radseg_edge.utils.profiling import NULL_PROFILER, StageProfiler

@@ -57,6 +57,14 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def load_average() -> list[float] | None:
+    """1/5/15-minute load averages: other processes competing for the CPU make timings slower and noisier."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):  # pragma: no cover - Windows
+        return None
+
+
 def gpu_name() -> str | None:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
@@ -75,6 +83,7 @@ def describe_machine() -> dict[str, object]:
         "torch_threads": torch.get_num_threads(),
         "cpu_flags": [f for f in _REPORTED_FLAGS if f in flags],
         "memory_gib": total_memory_gib(),
+        "load_average": load_average(),
         "gpu": gpu_name(),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "versions": package_versions(),
@@ -86,9 +95,11 @@ def machine_line(machine: dict[str, object]) -> str:
     gpu = machine.get("gpu") or "no GPU"
     versions = machine.get("versions", {})
     libs = ", ".join(f"{k} {v}" for k, v in versions.items() if k != "radseg-edge")  # type: ignore[union-attr]
+    load = machine.get("load_average")
+    load_text = f"; load average {load[0]:.1f}" if load else ""
     return (
         f"{machine['cpu']} ({machine['cpu_count']} CPUs, {machine['torch_threads']} torch threads), {gpu};"
-        f" {libs}; {machine['date']}"
+        f" {libs}; {machine['date']}{load_text}"
     )
 
 

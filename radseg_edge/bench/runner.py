@@ -97,15 +97,20 @@ class PeakMemory:
         return {"kind": self.kind, "base_bytes": self.base_bytes, "peak_bytes": self.peak_bytes, "extra_bytes": self.extra_bytes}
 
 
-def count_parameters(module: nn.Module | None) -> int:
-    return 0 if module is None else sum(p.numel() for p in module.parameters())
+def count_parameters(module: nn.Module | None, exclude: nn.Module | None = None) -> int:
+    """Parameters of ``module`` that are not also parameters of ``exclude`` (shared ones counted once)."""
+    if module is None:
+        return 0
+    skip = {id(p) for p in exclude.parameters()} if exclude is not None else set()
+    return sum(p.numel() for p in module.parameters() if id(p) not in skip)
 
 
 def parameters_per_part(radio: nn.Module, sam: nn.Module | None = None) -> dict[str, int | None]:
-    """Parameters of the parts the pipeline runs: backbone, language head, SAM path (when present).
+    """Parameters of the parts the pipeline runs: backbone, language head, and the SAM path when ``sam``
+    (RADSeg+'s refiner: SAM neck, prompt encoder, mask decoder) is given, with RADIO's ``sam`` feature head.
 
     The text tower is not part of inference (class embeddings come from a vocabulary file): reported as
-    None here and listed apart. ``total`` sums the parts that run.
+    None. ``total`` sums the parts that run.
     """
     counts = radio.parameter_counts()
     lang = radio.language_adaptor
@@ -113,9 +118,8 @@ def parameters_per_part(radio: nn.Module, sam: nn.Module | None = None) -> dict[
         "backbone": counts["backbone"],
         "language_head": counts.get(f"head:{lang}:summary", 0),
     }
-    sam_head = counts.get("head:sam:feature")
-    if sam is not None or sam_head:
-        parts["sam_path"] = (sam_head or 0) + count_parameters(sam)
+    if sam is not None:
+        parts["sam_path"] = counts.get("head:sam:feature", 0) + count_parameters(sam, exclude=radio)
     parts["total"] = sum(v for v in parts.values() if v)
     parts["text_tower"] = None
     return parts
@@ -212,39 +216,82 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(candidate: Candidate, runs: int = 3, warmup: int = 1) -> Measurement:
-    """Warm up, then time ``runs`` calls; peak memory over the timed calls; labels of the first timed call."""
-    runs = max(1, runs)
-    for _ in range(max(0, warmup)):
-        candidate.run()
-    _sync(candidate.device)
-    if candidate.profiler is not None:
-        candidate.profiler.reset()
-    times: list[float] = []
-    labels: Tensor | None = None
-    with PeakMemory(candidate.device) as mem:
-        for _ in range(runs):
+def trim_heap() -> None:
+    """Give freed heap memory back to the OS (glibc ``malloc_trim``), so that RSS counts live memory only."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
+
+
+class _Record:
+    def __init__(self, candidate: Candidate) -> None:
+        self.candidate = candidate
+        self.times: list[float] = []
+        self.peaks: list[PeakMemory] = []
+        self.labels: Tensor | None = None
+
+    def run_once(self) -> None:
+        c = self.candidate
+        trim_heap()
+        with PeakMemory(c.device) as mem:
             t0 = time.perf_counter()
-            out = candidate.run()
-            _sync(candidate.device)
-            times.append((time.perf_counter() - t0) * 1e3)
-            if labels is None:
-                labels = out.detach().cpu() if isinstance(out, Tensor) else torch.as_tensor(np.asarray(out))
-    stages = candidate.profiler.summary() if candidate.profiler is not None else {}
-    stages = {k: {m: v[m] for m in ("p50_ms", "p90_ms", "mean_ms") if m in v} for k, v in stages.items()}
-    return Measurement(
-        name=candidate.name,
-        backend=candidate.backend,
-        precision=candidate.precision,
-        device=candidate.device,
-        runs=runs,
-        total=_percentiles(times),
-        stages=stages,
-        memory=mem.as_dict(),
-        parameters=candidate.parameters,
-        notes=list(candidate.notes),
-        labels=labels,
-    )
+            out = c.run()
+            _sync(c.device)
+            self.times.append((time.perf_counter() - t0) * 1e3)
+        self.peaks.append(mem)
+        if self.labels is None:
+            self.labels = out.detach().cpu() if isinstance(out, Tensor) else torch.as_tensor(np.asarray(out))
+
+    def memory(self) -> dict[str, object]:
+        worst = max(self.peaks, key=lambda m: m.extra_bytes or 0)
+        return worst.as_dict()
+
+    def result(self) -> Measurement:
+        c = self.candidate
+        stages = c.profiler.summary() if c.profiler is not None else {}
+        stages = {k: {m: v[m] for m in ("p50_ms", "p90_ms", "mean_ms") if m in v} for k, v in stages.items()}
+        return Measurement(
+            name=c.name,
+            backend=c.backend,
+            precision=c.precision,
+            device=c.device,
+            runs=len(self.times),
+            total=_percentiles(self.times),
+            stages=stages,
+            memory=self.memory(),
+            parameters=c.parameters,
+            notes=list(c.notes),
+            labels=self.labels,
+        )
+
+
+def measure_all(
+    candidates: list[Candidate], runs: int = 3, warmup: int = 1, log: Callable[[str], None] | None = None
+) -> list[Measurement]:
+    """Warm every candidate up, then time them INTERLEAVED (round r runs each candidate once), so that
+    background load on a shared machine hits all of them alike. Peak memory is taken per call (the worst
+    call counts); the labels are those of the first timed call."""
+    records = [_Record(c) for c in candidates]
+    for rec in records:
+        for _ in range(max(0, warmup)):
+            rec.candidate.run()
+        _sync(rec.candidate.device)
+        if rec.candidate.profiler is not None:
+            rec.candidate.profiler.reset()
+    for r in range(max(1, runs)):
+        for rec in records:
+            rec.run_once()
+            if log is not None:
+                log(f"  run {r + 1}/{runs} {rec.candidate.name}: {rec.times[-1]:.0f} ms")
+    return [rec.result() for rec in records]
+
+
+def measure(candidate: Candidate, runs: int = 3, warmup: int = 1) -> Measurement:
+    """:func:`measure_all` for one candidate."""
+    return measure_all([candidate], runs, warmup)[0]
 
 
 def label_agreement(labels: Tensor, reference: Tensor) -> float:
