@@ -313,16 +313,18 @@ def compare_to_baseline(rows: list[Measurement], baseline: Measurement | None, r
             row.agreement = label_agreement(row.labels, reference.labels)
 
 
-def achieved_rates(row: Measurement, flops: dict[str, int], matmul: dict[str, float]) -> dict[str, float]:
-    """Achieved FLOP/s (total and per stage) and the backbone's fraction of the matmul rate of its precision."""
+def achieved_rates(row: dict, flops: dict[str, int], matmul: dict[str, float]) -> dict[str, float]:
+    """Achieved FLOP/s (total and per stage) of a row (:meth:`Measurement.as_dict`) and the backbone's
+    fraction of the measured matmul rate of the row's precision (fp32's for int8 and unknown ones)."""
     out: dict[str, float] = {}
-    if row.p50_ms > 0:
-        out["total_flops_per_s"] = flops["total"] / (row.p50_ms / 1e3)
+    p50 = row["latency_ms"]["p50_ms"]
+    if p50 > 0:
+        out["total_flops_per_s"] = flops["total"] / (p50 / 1e3)
     for stage in ("backbone", "scga", "head"):
-        ms = row.stages.get(stage, {}).get("p50_ms")
+        ms = row["stages_ms"].get(stage, {}).get("p50_ms")
         if ms:
             out[f"{stage}_flops_per_s"] = flops[stage] / (ms / 1e3)
-    rate = matmul.get(row.precision if row.precision in matmul else "fp32")
+    rate = matmul.get(row["precision"]) or matmul.get("fp32")
     if rate and "backbone_flops_per_s" in out:
         out["backbone_fraction_of_matmul"] = out["backbone_flops_per_s"] / rate
     return out

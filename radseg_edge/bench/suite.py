@@ -230,6 +230,13 @@ def scga_memory_sweep(ns: list[int], channels: int, kernels: str, device: str = 
     return out
 
 
+def fill_achieved(doc: dict) -> None:
+    """(Re)compute every row's achieved FLOP/s from its case's FLOPs and the document's matmul rates."""
+    for case in doc["cases"]:
+        for row in case["rows"]:
+            row["achieved"] = achieved_rates(row, case["flops"], doc.get("matmul_flops_per_s") or {})
+
+
 def run_suite(options: BenchOptions, log: Callable[[str], None] = print) -> dict:
     """Run every case; return the JSON-ready document (see module docstring)."""
     machine = describe_machine()
@@ -265,8 +272,6 @@ def run_suite(options: BenchOptions, log: Callable[[str], None] = print) -> dict
         baseline = next((r for r in rows if r.backend == "baseline"), None)
         reference = next((r for r in rows if r.backend == "pytorch" and r.precision == "fp32"), baseline)
         compare_to_baseline(rows, baseline, reference)
-        for r in rows:
-            r.achieved = achieved_rates(r, fl.stages(), doc["matmul_flops_per_s"])
         doc["cases"].append({
             "label": case.label,
             "setting": case.setting,
@@ -278,6 +283,7 @@ def run_suite(options: BenchOptions, log: Callable[[str], None] = print) -> dict
             "flops": fl.as_dict(),
             "rows": [r.as_dict() for r in rows],
         })
+        fill_achieved(doc)
         doc["skipped"] += [s for s in skipped if s not in doc["skipped"]]
         for line in skipped:
             log(f"  skipped {line}")
