@@ -1,73 +1,104 @@
-"""Candidates for the exported formats (ONNX Runtime, TensorRT, ...), through :mod:`radseg_edge.backends`.
+"""Candidates for the exported formats (ONNX Runtime fp32/INT8, TensorRT engines, Torch-TensorRT).
 
-Every backend/precision that is available on this machine becomes one row of ``radseg-edge bench
---formats``; anything that cannot run here is skipped with one line saying why.
+For each format that can be produced on this machine, the bench exports the same pipeline (same weights,
+windows and class embeddings, fixed to the case's image size) into a temporary folder with
+``radseg_edge.export.build.export_model`` and runs it through ``radseg_edge.backends.make_backend``.
+Anything that cannot run here is skipped with one line saying why. INT8 is calibrated on a few
+synthetic images (a real deployment calibrates on real ones: ``radseg-edge export --calib DIR``).
 """
 
 from __future__ import annotations
 
-import inspect
+import shutil
+import tempfile
+import time
 
 from torch import Tensor
 
 from radseg_edge.bench.runner import Candidate
 from radseg_edge.errors import RadsegError
-from radseg_edge.utils.profiling import StageProfiler
 
-#: precisions tried per backend when the backend does not list its own.
-DEFAULT_PRECISIONS = {"onnxruntime": ("fp32", "int8"), "tensorrt": ("fp16", "int8"), "torch_tensorrt": ("fp16",)}
+#: backend -> formats it runs, on CPU-only machines and with a CUDA GPU.
+FORMATS_CPU = {"onnxruntime": ("onnx", "onnx-int8")}
+FORMATS_GPU = {
+    "tensorrt": ("engine-fp16", "engine-int8"),
+    "torch-tensorrt": ("torch-tensorrt",),
+    "onnxruntime": ("onnx", "onnx-fp16", "onnx-int8"),
+}
 
-_PYTORCH_NAMES = ("torch", "pytorch")
+#: synthetic calibration images for INT8 (few: the bench measures speed, the gate reports agreement).
+CALIB_IMAGES = 4
 
 
-def _backend_api():
+def _api():
+    """(available_backends, make_backend, export_model, ExportOptions, FORMAT_PRECISION, check_feasible) or a reason."""
     try:
         from radseg_edge.backends import available_backends, make_backend
+        from radseg_edge.export.build import FORMAT_PRECISION, ExportOptions, check_feasible, export_model
     except ImportError as exc:
-        return None, None, f"radseg_edge.backends has no available_backends/make_backend in this build ({exc})"
-    return available_backends, make_backend, ""
+        return None, f"the export/backends modules are not in this build yet ({exc})"
+    return (available_backends, make_backend, export_model, ExportOptions, FORMAT_PRECISION, check_feasible), ""
 
 
-def _precisions_of(name: str, backend_module_hint) -> tuple[str, ...]:
-    return tuple(getattr(backend_module_hint, "precisions", None) or DEFAULT_PRECISIONS.get(name, ("fp32",)))
-
-
-def _call_kwargs(fn, **wanted) -> dict:
-    """The keyword arguments of ``wanted`` that ``fn`` accepts (all of them if it takes **kwargs)."""
-    params = inspect.signature(fn).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return wanted
-    return {k: v for k, v in wanted.items() if k in params}
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def format_candidates(radio, case, image: Tensor, text: Tensor, options) -> tuple[list[Candidate], list[str]]:
-    """(candidates, skipped lines) for every non-PyTorch backend and precision usable here."""
-    available_backends, make_backend, why = _backend_api()
-    if available_backends is None:
-        return [], [f"exported formats (onnxruntime, tensorrt): {why}"]
-    names = [n for n in (options.backends or available_backends()) if n not in _PYTORCH_NAMES]
+    """(candidates, skipped lines) for every exported backend/format usable here."""
+    api, why = _api()
+    if api is None:
+        return [], [f"ONNX Runtime / TensorRT formats: {why}"]
+    available_backends, make_backend, export_model, ExportOptions, FORMAT_PRECISION, check_feasible = api
+    from radseg_edge.models.text import Vocabulary
+    from radseg_edge.pipeline import RADSeg
+
+    gpu = options.device.startswith("cuda")
+    table = FORMATS_GPU if gpu else FORMATS_CPU
+    wanted = [b for b in (options.backends or list(table)) if b not in ("torch", "pytorch")]
+    here = set(available_backends())
+    vocab = Vocabulary.from_embeddings([f"class{i}" for i in range(text.shape[0])], text.cpu())
     cands: list[Candidate] = []
     skipped: list[str] = []
-    for name in names:
-        for precision in DEFAULT_PRECISIONS.get(name, ("fp32",)):
-            prof = StageProfiler(device=options.device)
-            kwargs = _call_kwargs(
-                make_backend, radio=radio, precision=precision, crop=case.crop, stride=case.stride,
-                image_hw=tuple(case.image_hw), device=options.device, profiler=prof, text=text, num_classes=text.shape[0],
-            )
+    for backend_name in wanted:
+        formats = table.get(backend_name, ())
+        if backend_name not in here or not formats:
+            skipped.append(f"{backend_name}: not usable on this machine"
+                           + ("" if formats else " (no formats for this device)"))
+            continue
+        for fmt in formats:
             try:
-                backend = make_backend(name, **kwargs)
-            except (RadsegError, ImportError, RuntimeError, ValueError, NotImplementedError) as exc:
-                skipped.append(f"{name} {precision}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+                check_feasible(fmt)
+            except (RadsegError, ImportError) as exc:
+                skipped.append(f"{backend_name} {fmt}: {_first_line(exc)}")
                 continue
+            folder = tempfile.mkdtemp(prefix=f"radseg-bench-{fmt}-")
+            seg = RADSeg(radio, crop=case.crop, stride=case.stride)
+            export_opts = ExportOptions(
+                imgsz=tuple(case.image_hw), split=False, calib_limit=CALIB_IMAGES, gate_limit=1, force=True,
+                progress=False, max_windows=max(32, case.workload().windows),
+            )
+            t0 = time.perf_counter()
+            try:
+                manifest = export_model(seg, fmt, folder, vocabulary=vocab, options=export_opts)
+                kwargs = {"providers": "cuda" if gpu else "cpu"} if backend_name == "onnxruntime" else {}
+                backend = make_backend(backend_name, export_dir=folder, **kwargs)
+            except (RadsegError, ImportError, RuntimeError, ValueError, NotImplementedError) as exc:
+                shutil.rmtree(folder, ignore_errors=True)
+                skipped.append(f"{backend_name} {fmt}: export failed: {_first_line(exc)}")
+                continue
+            precision = FORMAT_PRECISION[fmt]
+            notes = [f"exported in {time.perf_counter() - t0:.0f} s", *[str(n) for n in getattr(manifest, "notes", [])]]
+            if precision == "int8":
+                notes.append(f"INT8 calibrated on {CALIB_IMAGES} synthetic images")
 
             def run(backend=backend) -> Tensor:
-                return backend(image, text).labels
+                return backend(image).labels  # no text: the fixed-size pipeline graph with the built-in classes
 
             cands.append(Candidate(
-                name=f"{name} {precision}", backend=name, precision=precision, run=run,
-                profiler=prof, device=options.device,
-                parameters=getattr(backend, "parameters", None),
-                notes=[str(n) for n in getattr(backend, "notes", [])],
+                name=f"{backend_name} {precision}" + (f" ({fmt})" if fmt == "onnx-fp16" else ""),
+                backend=backend_name, precision=precision, run=run, device=options.device, notes=notes,
+                cleanup=lambda folder=folder: shutil.rmtree(folder, ignore_errors=True),
             ))
     return cands, skipped

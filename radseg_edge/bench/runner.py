@@ -126,12 +126,15 @@ def parameters_per_part(radio: nn.Module, sam: nn.Module | None = None) -> dict[
 
 
 def synthetic_image(height: int, width: int, seed: int = 0) -> Tensor:
-    """A smooth random RGB image, 1 x 3 x H x W in [0,1] (blobs of colour, like a photo's regions)."""
+    """A smooth random RGB image, 1 x 3 x H x W in [0,1] (blobs of colour, like a photo's regions).
+
+    Values are multiples of 1/255, so the uint8 frame that exported graphs take is the same image exactly.
+    """
     gen = torch.Generator().manual_seed(seed)
     coarse = torch.rand(1, 3, max(2, height // 48), max(2, width // 48), generator=gen)
     img = F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False)
     img = img + 0.03 * torch.randn(1, 3, height, width, generator=gen)
-    return img.clamp(0, 1)
+    return (img.clamp(0, 1) * 255).round() / 255
 
 
 def random_text_embeddings(num_classes: int, dim: int, seed: int = 0) -> Tensor:
@@ -155,6 +158,7 @@ class Candidate:
     parameters: dict[str, int | None] | None = None
     device: str = "cpu"
     notes: list[str] = field(default_factory=list)
+    cleanup: Callable[[], None] | None = None  # called once the candidate has been measured
 
 
 @dataclass

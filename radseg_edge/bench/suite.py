@@ -268,7 +268,12 @@ def run_suite(options: BenchOptions, log: Callable[[str], None] = print) -> dict
         image, text = make_inputs(radio, case, options)
         skipped: list[str] = []
         cands = _case_candidates(radio, case, image, text, options, parameters, skipped)
-        rows = measure_all(cands, runs=options.runs, warmup=options.warmup, log=log)
+        try:
+            rows = measure_all(cands, runs=options.runs, warmup=options.warmup, log=log)
+        finally:
+            for c in cands:
+                if c.cleanup is not None:
+                    c.cleanup()
         baseline = next((r for r in rows if r.backend == "baseline"), None)
         reference = next((r for r in rows if r.backend == "pytorch" and r.precision == "fp32"), baseline)
         compare_to_baseline(rows, baseline, reference)
