@@ -18,6 +18,20 @@ _COLUMNS = (
 )
 
 
+def count_text(n: float) -> str:
+    """2.1M, 34.4k, 512."""
+    if n >= 1e6:
+        return f"{n / 1e6:.1f}M"
+    return f"{n / 1e3:.1f}k" if n >= 1e3 else f"{n:.0f}"
+
+
+def flop_text(n: float) -> str:
+    """178 GFLOP, 1.1 GFLOP, 93 MFLOP."""
+    if n >= 10e9:
+        return f"{n / 1e9:.0f} GFLOP"
+    return f"{n / 1e9:.1f} GFLOP" if n >= 1e9 else f"{n / 1e6:.0f} MFLOP"
+
+
 def _fmt(value, spec: str, none: str = "-") -> str:
     return none if value is None else format(value, spec)
 
@@ -64,17 +78,17 @@ def case_title(case: dict) -> str:
     return (
         f"{case['label']}: {case['image_hw'][0]}x{case['image_hw'][1]}, crop {case['crop']}/{case['stride']}, "
         f"{wl['windows']} windows, SCGA N={wl['scga_tokens']}, K={case['num_classes']}, "
-        f"{fl['total'] / 1e9:.0f} GFLOP (backbone {fl['backbone'] / 1e9:.0f}, SCGA {fl['scga'] / 1e9:.1f})"
+        f"{flop_text(fl['total'])} (backbone {flop_text(fl['backbone'])}, SCGA {flop_text(fl['scga'])})"
     )
 
 
 def parameters_line(doc: dict) -> str:
     p = doc["model"]["parameters"]
-    parts = [f"backbone {p['backbone'] / 1e6:.1f}M", f"language head {p['language_head'] / 1e6:.1f}M"]
+    parts = [f"backbone {count_text(p['backbone'])}", f"language head {count_text(p['language_head'])}"]
     if p.get("sam_path"):
-        parts.append(f"SAM path {p['sam_path'] / 1e6:.1f}M")
+        parts.append(f"SAM path {count_text(p['sam_path'])}")
     return (
-        f"parameters: {', '.join(parts)}; total {p['total'] / 1e6:.1f}M "
+        f"parameters: {', '.join(parts)}; total {count_text(p['total'])} "
         f"(text tower not needed at inference: class embeddings come from a vocabulary file)"
     )
 
@@ -106,7 +120,7 @@ def formats_rows(doc: dict) -> list[list[str]]:
             agree = row.get("label_agreement")
             out.append([
                 case["label"], row["backend"], row["precision"],
-                "-" if not params else f"{params / 1e6:.1f}M",
+                "-" if not params else count_text(params),
                 _fmt(row["latency_ms"]["p50_ms"], ".0f"),
                 _ratio(row.get("speedup_vs_baseline")),
                 "-" if agree is None else f"{100 * agree:.2f}%",

@@ -33,7 +33,7 @@ def register(subparsers) -> None:
     where.add_argument("--stride", type=int, default=224, help="window stride for --imgsz (default 224)")
     where.add_argument("--classes", type=int, default=20, help="number of classes K for --imgsz (default 20)")
     p.add_argument("--list-settings", action="store_true", help="print the paper settings and exit")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--device", default="auto", help="auto (the GPU when torch sees one, else the CPU), cpu or cuda")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                    help="adds a PyTorch row at this precision next to the exact fp32 one (default fp32)")
     p.add_argument("--kernels", default="auto", help="SCRA/SCGA kernels of the PyTorch path (default auto)")
@@ -85,6 +85,8 @@ def handler(args) -> int:
     from radseg_edge.bench import report
     from radseg_edge.bench.suite import BenchOptions, run_suite
 
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
     sweep = args.scga_sweep
