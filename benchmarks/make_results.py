@@ -23,14 +23,15 @@ sys.path.insert(0, str(ROOT.parent))  # benchmark the checkout this script lives
 from radseg_edge.bench import report  # noqa: E402
 from radseg_edge.bench.suite import BenchOptions, case_from_setting, fill_achieved, run_suite  # noqa: E402
 
-#: (setting, runs, warmup, formats) - formats adds bf16 and the exported backends.
+#: (setting, runs, warmup, formats, precision): formats adds the exported backends (ONNX Runtime fp32/INT8
+#: on a CPU), precision a reduced-precision PyTorch row next to the exact fp32 one.
 PLAN = [
-    ("voc20-mid", 5, 1, True),
-    ("cityscapes-low", 3, 1, True),
-    ("cityscapes-mid", 2, 1, True),
-    ("cityscapes-high", 1, 0, False),
+    ("voc20-mid", 5, 1, True, "bf16"),
+    ("cityscapes-low", 3, 1, True, "bf16"),
+    ("cityscapes-mid", 2, 1, False, "bf16"),
+    ("cityscapes-high", 1, 0, False, "fp32"),
 ]
-QUICK_PLAN = [("voc20-mid", 1, 0, True), ("cityscapes-low", 1, 0, True)]
+QUICK_PLAN = [("voc20-mid", 1, 0, True, "bf16"), ("cityscapes-low", 1, 0, False, "bf16")]
 
 #: the issue's targets on this CPU: (description, case, candidate (backend, precision), check)
 TARGETS = [
@@ -81,7 +82,8 @@ def summary_markdown(doc: dict) -> list[str]:
         exact = find_row(doc, case["label"], "pytorch", "fp32")
         cells = []
         for _, backend, precision in SUMMARY:
-            pending = "pending (backend not on main yet)" if backend == "onnxruntime" else "not run"
+            missing = any(line.startswith("ONNX Runtime / TensorRT formats") for line in doc.get("skipped", []))
+            pending = "pending (export backends not in this build)" if backend == "onnxruntime" and missing else "not run"
             cells.append(_cell(find_row(doc, case["label"], backend, precision), pending))
         mem = "-"
         if exact and base and exact["memory_ratio_vs_baseline"] is not None:
@@ -123,7 +125,21 @@ def roofline_markdown(doc: dict) -> list[str]:
     return lines
 
 
-def results_markdown(doc: dict, command: str) -> str:
+def code_version() -> str:
+    """The git commit benchmarked (and whether the tree had changes)."""
+    import subprocess
+
+    try:
+        sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return sha + (" with uncommitted changes" if dirty else "")
+
+
+def results_markdown(doc: dict, command: str, note: str = "") -> str:
     m = doc["machine"]
     lines = [
         "# Benchmark results",
@@ -134,6 +150,7 @@ def results_markdown(doc: dict, command: str) -> str:
            "noisy, ratios are measured interleaved in one process)" if m.get("load_average") else "") + ".",
         f"Model: {doc['model']['name']} with {doc['model']['weights']}; latency and memory do not depend on the weights. "
         f"{report.parameters_line(doc)}.",
+        f"Code: commit {doc.get('code_version', 'unknown')}" + (f"; {note}" if note else "") + ".",
         "",
         "Ratios are against the naive baseline (`radseg_edge.bench.baseline.NaiveRADSeg`: the official release's "
         "behaviour, eager fp32, N x N SCRA/SCGA matrices materialized) measured in the same process; "
@@ -167,13 +184,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--kernels", default="auto")
     parser.add_argument("--out", default=str(ROOT / "RESULTS.md"))
+    parser.add_argument("--note", default="", help="a provenance line for RESULTS.md (e.g. which branches were merged)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     docs = []
-    for setting, runs, warmup, formats in (QUICK_PLAN if args.quick else PLAN):
+    for setting, runs, warmup, formats, precision in (QUICK_PLAN if args.quick else PLAN):
+        if args.device.startswith("cuda") and precision == "bf16":
+            precision = "fp16"
         options = BenchOptions(
             cases=[case_from_setting(setting)], device=args.device, kernels=args.kernels, runs=runs, warmup=warmup,
-            formats=formats, precision="bf16" if formats else "fp32", matmul=not docs,
+            formats=formats, precision=precision, matmul=not docs,
             scga_sweep=None if docs else [588, 2450, 5488, 14112] if not args.quick else [588, 2450],
         )
         docs.append(run_suite(options))
@@ -182,11 +202,13 @@ def main(argv: list[str] | None = None) -> int:
         doc["cases"] += d["cases"]
         doc["skipped"] += [s for s in d["skipped"] if s not in doc["skipped"]]
     fill_achieved(doc)
+    doc["code_version"] = code_version()
     name = f"bench_{args.device.split(':')[0]}"
     report.write_json(doc, ROOT / "results" / f"{name}.json")
     report.write_markdown(doc, ROOT / "results" / f"{name}.md")
     command = "python benchmarks/make_results.py" + (" --quick" if args.quick else "")
-    Path(args.out).write_text(results_markdown(doc, command), encoding="utf-8")
+    Path(args.out).write_text(results_markdown(doc, command, args.note), encoding="utf-8")
+    report.write_plots(doc, ROOT / "results")
     report.print_console(doc)
     print(f"wrote {args.out} and {ROOT / 'results' / name}.json/.md")
     return 0
