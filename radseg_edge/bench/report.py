@@ -219,6 +219,23 @@ def write_markdown(doc: dict, path: str | Path, title: str = "radseg-edge benchm
     return path
 
 
+def _line_plot(plt, path: Path, series: dict[str, tuple[list, list, dict]], xlabel: str, ylabel: str, title: str = "") -> Path:
+    """One PNG with a line per series: name -> (x values, y values, extra plot keywords)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, (xs, ys, style) in series.items():
+        ax.plot(xs, ys, label=name, **({"marker": "o"} | style))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title[:80], fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def write_plots(doc: dict, folder: str | Path) -> list[Path]:
     """latency_vs_size.png (p50 vs megapixels, one line per candidate) and scga_memory.png (if swept).
 
@@ -234,38 +251,22 @@ def write_plots(doc: dict, folder: str | Path) -> list[Path]:
         return []
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    series: dict[str, list[tuple[float, float]]] = {}
+    points: dict[str, list[tuple[float, float]]] = {}
     for case in doc["cases"]:
         mp = case["image_hw"][0] * case["image_hw"][1] / 1e6
         for row in case["rows"]:
-            series.setdefault(row["name"], []).append((mp, row["latency_ms"]["p50_ms"]))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, pts in series.items():
-        pts.sort()
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
-    ax.set_xlabel("image size (megapixels, after the protocol resize)")
-    ax.set_ylabel("latency p50 (ms)")
-    ax.set_title(f"{doc['model']['name']} on {doc['machine']['cpu']}"[:80], fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    written.append(folder / "latency_vs_size.png")
-    fig.savefig(written[-1], dpi=120)
-    plt.close(fig)
-    if doc.get("scga_memory"):
-        sweep = doc["scga_memory"]
-        fig, ax = plt.subplots(figsize=(6, 4))
+            points.setdefault(row["name"], []).append((mp, row["latency_ms"]["p50_ms"]))
+    latency = {name: ([x for x, _ in sorted(p)], [y for _, y in sorted(p)], {}) for name, p in points.items()}
+    written = [_line_plot(plt, folder / "latency_vs_size.png", latency, "image size (megapixels, after the protocol resize)",
+                          "latency p50 (ms)", f"{doc['model']['name']} on {doc['machine']['cpu']}")]
+    sweep = doc.get("scga_memory")
+    if sweep:
         ns = [r["n"] for r in sweep]
-        ax.plot(ns, [(r["reference_extra_bytes"] or 0) / MIB for r in sweep], marker="o", label="reference (materialized)")
-        ax.plot(ns, [(r["optimized_extra_bytes"] or 0) / MIB for r in sweep], marker="o", label=f"{sweep[0]['kernels']}")
-        ax.plot(ns, [r["nxn_fp32_bytes"] / MIB for r in sweep], linestyle="--", label="one N x N fp32 matrix")
-        ax.set_xlabel("N (patches of the stitched map)")
-        ax.set_ylabel("SCGA working memory (MiB)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        written.append(folder / "scga_memory.png")
-        fig.savefig(written[-1], dpi=120)
-        plt.close(fig)
+        memory = {
+            "reference (materialized)": (ns, [(r["reference_extra_bytes"] or 0) / MIB for r in sweep], {}),
+            sweep[0]["kernels"]: (ns, [(r["optimized_extra_bytes"] or 0) / MIB for r in sweep], {}),
+            "one N x N fp32 matrix": (ns, [r["nxn_fp32_bytes"] / MIB for r in sweep], {"linestyle": "--", "marker": ""}),
+        }
+        written.append(_line_plot(plt, folder / "scga_memory.png", memory, "N (patches of the stitched map)",
+                                  "SCGA working memory (MiB)"))
     return written
