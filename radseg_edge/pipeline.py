@@ -128,6 +128,8 @@ class RADSeg(nn.Module):
         self.profiler = profiler or NULL_PROFILER
         self.kernels = kernels
         self._ops = get_ops(kernels, self.device)
+        if self.profiler.enabled:
+            self.profiler.info.update(kernels=self._ops.name, precision=precision, crop=self.crop, stride=self.stride)
         self.vocabulary = vocabulary
         self.refiner = None
         self.refine_options = dict(coarse_thresh=coarse_thresh, minimal_area=minimal_area, iou_thresh=sam_iou_thresh, mask_coeff=sam_mask_coeff)
