@@ -97,7 +97,7 @@ def map_labels(raw: np.ndarray, reduce_zero_label: bool) -> np.ndarray:
     """Stored label values -> class ids (int64). With ``reduce_zero_label``: 0 -> 255, v -> v-1, 255 -> 255."""
     labels = raw.astype(np.int64)
     if reduce_zero_label:
-        labels = np.where(labels == 0, IGNORE_LABEL + 1, labels) - 1
+        labels = np.where((labels == 0) | (labels == IGNORE_LABEL), IGNORE_LABEL, labels - 1)
     return labels
 
 
