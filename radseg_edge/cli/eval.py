@@ -9,6 +9,7 @@ from radseg_edge.errors import RadsegError
 
 
 def register(subparsers) -> None:
+    from radseg_edge.cli._common import add_model_args
     from radseg_edge.eval.datasets import DATASET_NAMES
     from radseg_edge.eval.protocol import SETTINGS
 
@@ -25,12 +26,13 @@ def register(subparsers) -> None:
     p.add_argument("--root", required=True, help="dataset folder (layout in docs/evaluation.md)")
     p.add_argument("--setting", default="mid", choices=SETTINGS, help="resolution setting (default: mid, the main table)")
     p.add_argument("--backend", default="torch", help="backend to evaluate (default: torch)")
-    p.add_argument("--precision", default="fp32", help="fp32, fp16, bf16, int8 (backend dependent; default fp32)")
-    weights = p.add_mutually_exclusive_group()
-    weights.add_argument("--checkpoint", help="RADIO checkpoint file (.pth.tar) or Hugging Face folder")
-    weights.add_argument("--model", help="RADIO model name, downloaded with huggingface_hub (default c-radio_v3-b)")
-    p.add_argument("--vocab", help="vocabulary file with the dataset's class embeddings (else built with the text extra)")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+    p.add_argument("--precision", default="fp32", help="fp32, bf16, fp16, int8 (backend dependent; default fp32)")
+    p.add_argument("--kernels", default="auto", help="SCRA/SCGA implementation: auto, reference, blocked, triton, cuda")
+    add_model_args(p)
+    g = p.add_argument_group("classes")
+    g.add_argument("--vocab", metavar="FILE",
+                   help="vocabulary file holding the dataset's classes (else they are embedded with the text extra)")
+    g.add_argument("--text-model", help="Hugging Face text tower to embed the class names (default: the checkpoint's)")
     sources = p.add_mutually_exclusive_group()
     sources.add_argument("--predictions", metavar="DIR", help="score saved label PNGs DIR/<image name>.png instead of a model")
     sources.add_argument(
@@ -61,6 +63,7 @@ def _source(spec: str, options, dataset, setting):
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from radseg_edge.cli._common import resolve_device
     from radseg_edge.eval.datasets import open_dataset
     from radseg_edge.eval.predictors import PredictorOptions
     from radseg_edge.eval.protocol import get_setting
@@ -70,7 +73,18 @@ def run_eval(args: argparse.Namespace) -> int:
         raise RadsegError(f"--limit must be a positive number of images, got {args.limit}")
     dataset = open_dataset(args.dataset, args.root)
     setting = get_setting(args.dataset, args.setting)
-    options = PredictorOptions(args.backend, args.precision, args.checkpoint, args.model, args.vocab, args.device)
+    options = PredictorOptions(
+        backend=args.backend,
+        precision=args.precision,
+        checkpoint=args.checkpoint,
+        model=args.model,
+        random_weights=args.random_weights,
+        align_corners={"auto": None, "true": True, "false": False}[args.align_corners],
+        vocab=args.vocab,
+        text_model=args.text_model,
+        device=str(resolve_device(args.device)),
+        kernels=args.kernels,
+    )
     if args.predictions:
         sources = [folder_source(args.predictions)]
     elif args.compare:

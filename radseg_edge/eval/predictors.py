@@ -25,28 +25,27 @@ DEFAULT_MODEL = "c-radio_v3-b"
 
 @dataclass(frozen=True)
 class PredictorOptions:
-    """What to evaluate: backend and precision, weights (file or model name), vocabulary file, device."""
+    """What to evaluate: backend and precision, weights (file or model name), vocabulary, device, kernels."""
 
     backend: str = "torch"
     precision: str = "fp32"
     checkpoint: str | None = None
-    model: str | None = None
+    model: str = DEFAULT_MODEL
+    random_weights: bool = False
+    align_corners: bool | None = None
     vocab: str | None = None
+    text_model: str | None = None
     device: str = "cpu"
+    kernels: str = "auto"
 
     @property
     def label(self) -> str:
         return f"{self.backend}:{self.precision}"
 
     def describe(self) -> dict:
-        return {
-            "kind": "model",
-            "backend": self.backend,
-            "precision": self.precision,
-            "weights": self.checkpoint or self.model or DEFAULT_MODEL,
-            "vocab": self.vocab,
-            "device": self.device,
-        }
+        weights = f"random:{self.model}" if self.random_weights else (self.checkpoint or self.model)
+        return {"kind": "model", "backend": self.backend, "precision": self.precision, "weights": weights,
+                "vocab": self.vocab, "device": self.device}  # fmt: skip
 
     def with_spec(self, spec: str) -> PredictorOptions:
         """``backend[:precision]`` (e.g. ``onnxruntime:fp16``) applied on top of these options."""
@@ -56,69 +55,67 @@ class PredictorOptions:
         return replace(self, backend=backend, precision=precision or self.precision)
 
 
-def load_vocabulary(options: PredictorOptions, class_names: list[str], language_model: str | None = None):
-    """Class text embeddings: the ``--vocab`` file, or embed ``class_names`` with the text tower (text extra).
+def load_vocabulary(options: PredictorOptions, class_names: list[str], radio):
+    """Class text embeddings in the dataset's class order.
 
-    Raises :class:`VocabularyError` when the file's class count differs from the dataset's.
+    From ``options.vocab`` (reordered by name when it holds every class name; else used in its own order
+    if it has exactly K classes), or built from ``class_names`` with the text tower (the text extra).
     """
-    from radseg_edge import Vocabulary
+    from radseg_edge.models.text import Vocabulary
 
     if options.vocab:
         vocab = Vocabulary.load(options.vocab)
-        if len(vocab.names) != len(class_names):
+        if set(class_names) <= set(vocab.names):
+            vocab = vocab.subset(class_names)
+        elif len(vocab.names) != len(class_names):
             raise VocabularyError(
-                f"the vocabulary {options.vocab} has {len(vocab.names)} classes, the dataset {len(class_names)}; "
-                "build it from the dataset's class list (radseg_edge/data/classes_<dataset>.txt) in the same order"
+                f"the vocabulary {options.vocab} has {len(vocab.names)} classes and lacks some of the dataset's "
+                f"{len(class_names)}; build it from radseg_edge/data/classes_<dataset>.txt: "
+                "radseg-edge vocab build --classes-file FILE -o VOCAB"
             )
-        return vocab
-    require("transformers", "text", "embedding the dataset's class names (or pass --vocab FILE)")
-    build = getattr(Vocabulary, "from_names", None)
-    if build is None:
-        raise VocabularyError("this installation cannot embed class names yet; pass a vocabulary file with --vocab")
-    return build(class_names, language_model) if language_model else build(class_names)
+    else:
+        require("transformers", "text", "embedding the dataset's class names (or pass --vocab FILE)")
+        model_id = options.text_model or radio.text_model_id
+        if not model_id:
+            raise VocabularyError("cannot tell which text model matches this checkpoint; pass --text-model or --vocab")
+        vocab = Vocabulary.build(class_names, model_id, progress=True)
+    vocab.check_compatible(radio)
+    return vocab
 
 
 class RADSegPredictor:
     """The torch RADSeg pipeline under the benchmark protocol.
 
-    ``seg``: a RADSeg with the setting's crop/stride; ``text``: K x D embeddings or a Vocabulary.
-    The image is resized to the setting's scale, segmented, and the probabilities are upsampled to the
-    ORIGINAL size before prompt denoising and argmax (``output_size`` of the pipeline).
+    The image is resized to the setting's scale and segmented with the setting's crop/stride; the
+    low-resolution class probabilities are upsampled to the ORIGINAL size before prompt denoising and
+    argmax, as the reference does (``encode_image_to_feat_map(image, orig_img_size)``).
     """
 
-    def __init__(self, seg, text, setting: Setting, autocast_dtype=None):
+    def __init__(self, seg, text, setting: Setting):
         self.seg = seg
         self.text = text
         self.setting = setting
-        self.autocast_dtype = autocast_dtype
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        import torch
+        """H x W x 3 uint8 RGB -> H x W int64 class ids (-1 below the prediction threshold)."""
+        from radseg_edge.core.predict import denoise_prompts, labels_from_probs, upsample_probs
 
-        resized = resize_keep_ratio(image, self.setting.scale)
-        device = next(self.seg.parameters()).device if hasattr(self.seg, "parameters") else torch.device("cpu")
-        with torch.inference_mode(), torch.autocast(
-            device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None
-        ):
-            result = self.seg(resized, self.text, output_size=image.shape[:2])
-        return result.labels[0].cpu().numpy()
-
-
-_TORCH_DTYPES = {"fp32": None, "fp16": "float16", "bf16": "bfloat16"}
+        result = self.seg(resize_keep_ratio(image, self.setting.scale), self.text)
+        probs = denoise_prompts(upsample_probs(result.lowres_probs[:1], tuple(image.shape[:2])), self.seg.denoise)
+        return labels_from_probs(probs, self.seg.prediction_thresh)[0].cpu().numpy()
 
 
 def _torch_predictor(options: PredictorOptions, class_names: list[str], setting: Setting) -> PredictFn:
-    import torch
+    from radseg_edge.models import load_radio, radio_from_config
+    from radseg_edge.pipeline import RADSeg
 
-    from radseg_edge import RADSeg, load_radio
-
-    if options.precision not in _TORCH_DTYPES:
-        raise InputError(f"the torch backend runs fp32, fp16 or bf16 (autocast), not '{options.precision}'")
-    radio = load_radio(options.checkpoint or options.model or DEFAULT_MODEL, device=options.device)
-    vocab = load_vocabulary(options, class_names, getattr(radio, "language_adaptor", None))
-    seg = RADSeg(radio, crop=setting.crop, stride=setting.stride)
-    dtype = _TORCH_DTYPES[options.precision]
-    return RADSegPredictor(seg, vocab, setting, getattr(torch, dtype) if dtype else None)
+    if options.random_weights:
+        radio = radio_from_config(options.model, seed=0, device=options.device)
+    else:
+        radio = load_radio(options.checkpoint or options.model, align_corners=options.align_corners, device=options.device)
+    vocab = load_vocabulary(options, class_names, radio)
+    seg = RADSeg(radio, crop=setting.crop, stride=setting.stride, kernels=options.kernels, precision=options.precision)
+    return RADSegPredictor(seg, vocab, setting)
 
 
 #: backend name -> builder(options, class_names, setting) -> predictor. Other backends add themselves here.
