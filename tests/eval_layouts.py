@@ -83,12 +83,16 @@ def make_context(root: Path, labels: dict[str, np.ndarray]) -> Path:
     return base
 
 
+def _write_pairs(labels: dict[str, np.ndarray], image_dir: Path, image_suffix: str, label_dir: Path, label_suffix: str):
+    for i, (name, lab) in enumerate(labels.items()):
+        write_image(image_dir / f"{name}{image_suffix}", lab.shape, i)
+        write_gray_png(label_dir / f"{name}{label_suffix}", lab)
+
+
 def make_coco_stuff(root: Path, labels: dict[str, np.ndarray]) -> Path:
     """coco_stuff164k with images/val2017/*.jpg and annotations/val2017/*_labelTrainIds.png."""
     base = root / "coco_stuff164k"
-    for i, (name, lab) in enumerate(labels.items()):
-        write_image(base / "images" / "val2017" / f"{name}.jpg", lab.shape, i)
-        write_gray_png(base / "annotations" / "val2017" / f"{name}_labelTrainIds.png", lab)
+    _write_pairs(labels, base / "images" / "val2017", ".jpg", base / "annotations" / "val2017", "_labelTrainIds.png")
     return base
 
 
@@ -98,18 +102,15 @@ def make_cityscapes(root: Path, labels: dict[str, np.ndarray]) -> Path:
     ``labels`` keys are ``<city>/<city>_<seq>_<frame>``.
     """
     base = root / "cityscapes"
-    for i, (name, lab) in enumerate(labels.items()):
-        write_image(base / "leftImg8bit" / "val" / f"{name}_leftImg8bit.png", lab.shape, i)
-        write_gray_png(base / "gtFine" / "val" / f"{name}_gtFine_labelTrainIds.png", lab)
-        # the other gtFine files of the real layout must not be mistaken for labels
-        write_gray_png(base / "gtFine" / "val" / f"{name}_gtFine_labelIds.png", lab + 7)
+    gt = base / "gtFine" / "val"
+    _write_pairs(labels, base / "leftImg8bit" / "val", "_leftImg8bit.png", gt, "_gtFine_labelTrainIds.png")
+    for name, lab in labels.items():  # the other gtFine files of the real layout must not be taken for labels
+        write_gray_png(gt / f"{name}_gtFine_labelIds.png", lab + 7)
     return base
 
 
 def make_ade(root: Path, labels: dict[str, np.ndarray]) -> Path:
     """ADEChallengeData2016 with images/validation/*.jpg and annotations/validation/*.png."""
     base = root / "ADEChallengeData2016"
-    for i, (name, lab) in enumerate(labels.items()):
-        write_image(base / "images" / "validation" / f"{name}.jpg", lab.shape, i)
-        write_gray_png(base / "annotations" / "validation" / f"{name}.png", lab)
+    _write_pairs(labels, base / "images" / "validation", ".jpg", base / "annotations" / "validation", ".png")
     return base
