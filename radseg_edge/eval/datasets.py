@@ -104,7 +104,7 @@ def map_labels(raw: np.ndarray, reduce_zero_label: bool) -> np.ndarray:
 def load_class_names(dataset: str) -> list[str]:
     """The packaged class-name list of a benchmark (one name per line, training-free OVSS convention)."""
     spec = _spec(dataset)
-    text = resources.files("radseg_edge.data").joinpath(spec.names_file).read_text(encoding="utf-8")
+    text = (resources.files("radseg_edge") / "data" / spec.names_file).read_text(encoding="utf-8")
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 

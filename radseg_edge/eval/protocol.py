@@ -44,16 +44,6 @@ PROTOCOL: dict[str, dict[str, Setting]] = {
     "ade20k": {"low": _LOW, "mid": Setting((2048, 576), 336, 224), "high": Setting((2016, 672), 336, 224)},
 }
 
-#: RADSeg+ (SAM refinement) coarse threshold per dataset (RADSEG.md); kept here for the refinement stage.
-COARSE_THRESH: dict[str, float] = {
-    "voc20": 0.2,
-    "context59": 0.15,
-    "coco-stuff171": 0.05,
-    "cityscapes": 0.10,
-    "ade20k": 0.05,
-}
-
-
 def get_setting(dataset: str, setting: str = "mid") -> Setting:
     try:
         per_dataset = PROTOCOL[dataset]
