@@ -101,6 +101,27 @@ def test_interrupted_run_resumes_from_its_saved_state(voc, tmp_path):
     assert not state.exists()
 
 
+def test_interrupt_between_two_sources_does_not_count_the_image_twice(voc, tmp_path):
+    state = tmp_path / "s.json"
+    calls = []
+
+    def flaky(sample, get_image):
+        calls.append(sample.name)
+        if len(calls) == 2:  # the second image, after source "p" has predicted it
+            raise KeyboardInterrupt
+        return PRED[sample.name]
+
+    sources = [_dict_source(PRED, "p"), LabelSource("q", flaky, {"kind": "fake"})]
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(voc, sources, state_path=state, save_every=100, progress=False)
+    report = evaluate(voc, sources, state_path=state, progress=False)
+    assert report["resumed_from"] == 1
+    for name in ("p", "q"):
+        assert report["results"][name]["scored_pixels"] == 24
+        assert report["results"][name]["miou"] == pytest.approx(EXPECTED_MIOU, abs=1e-4)
+    assert report["agreement"]["p vs q"]["all_pixels"] == 100.0
+
+
 def test_state_of_a_different_run_is_refused_unless_restarted(voc, tmp_path):
     state = tmp_path / "s.json"
     state.write_text(json.dumps({"version": 1, "fingerprint": {"dataset": "ade20k"}, "done": 1}))

@@ -202,21 +202,21 @@ def evaluate(
             labels = {}
             for source in sources:
                 t0 = time.perf_counter()
-                pred = np.asarray(source.predict(sample, get_image))
+                labels[source.name] = pred = np.asarray(source.predict(sample, get_image))
                 state.seconds[source.name] += time.perf_counter() - t0
                 if pred.shape != ground_truth.shape:
                     raise RadsegError(
                         f"{source.name} gave a label map of shape {tuple(pred.shape)} for '{sample.name}', whose "
                         f"ground truth is {tuple(ground_truth.shape)}: predictions must be at the original image size"
                     )
-                state.matrices[source.name].update(pred, ground_truth)
-                labels[source.name] = pred
+            # counts change only once every source has predicted, so an interrupted image is not half-counted
+            scored = ground_truth != IGNORE_LABEL
+            for name, pred in labels.items():
+                state.matrices[name].update(pred, ground_truth)
                 if out_dirs is not None:
-                    write_label_png(prediction_path(out_dirs[source.name], sample), pred)
-            if len(labels) > 1:
-                scored = ground_truth != IGNORE_LABEL
-                for a, b in combinations(names, 2):
-                    state.agreements[_pair_name(a, b)].update(labels[a], labels[b], scored)
+                    write_label_png(prediction_path(out_dirs[name], sample), pred)
+            for a, b in combinations(names, 2):
+                state.agreements[_pair_name(a, b)].update(labels[a], labels[b], scored)
             state.done += 1
             state.wall_seconds = wall_before + time.perf_counter() - started
             bar.update(1)
