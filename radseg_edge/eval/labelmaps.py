@@ -99,8 +99,11 @@ def write_label_png(path: str | Path, labels: np.ndarray) -> None:
 
 
 def read_image_rgb(path: str | Path) -> np.ndarray:
-    """Read a photo as H x W x 3 uint8 RGB (decoded by OpenCV, like the reference's mmcv loader)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """Read a photo as H x W x 3 uint8 RGB (decoded by OpenCV, like the reference's mmcv loader).
+
+    EXIF orientation is ignored: ground-truth label maps are drawn on the stored pixel grid.
+    """
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise LabelMapError(f"cannot read the image {path}: expected a readable JPEG or PNG file")
     return np.ascontiguousarray(image[..., ::-1])
