@@ -98,11 +98,8 @@ class RADSegPredictor:
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """H x W x 3 uint8 RGB -> H x W int64 class ids (-1 below the prediction threshold)."""
-        from radseg_edge.core.predict import denoise_prompts, labels_from_probs, upsample_probs
-
-        result = self.seg(resize_keep_ratio(image, self.setting.scale), self.text)
-        probs = denoise_prompts(upsample_probs(result.lowres_probs[:1], tuple(image.shape[:2])), self.seg.denoise)
-        return labels_from_probs(probs, self.seg.prediction_thresh)[0].cpu().numpy()
+        result = self.seg(resize_keep_ratio(image, self.setting.scale), self.text, output_size=image.shape[:2])
+        return result.labels_numpy()
 
 
 def _torch_predictor(options: PredictorOptions, class_names: list[str], setting: Setting) -> PredictFn:
