@@ -275,8 +275,8 @@ class _Record:
 def measure_all(
     candidates: list[Candidate], runs: int = 3, warmup: int = 1, log: Callable[[str], None] | None = None
 ) -> list[Measurement]:
-    """Warm every candidate up, then time them INTERLEAVED (round r runs each candidate once), so that
-    background load on a shared machine hits all of them alike. Peak memory is taken per call (the worst
+    """Warm every candidate up, then time them INTERLEAVED (round r runs each candidate once, the order
+    rotating from round to round), so that background load on a shared machine hits all of them alike. Peak memory is taken per call (the worst
     call counts); the labels are those of the first timed call."""
     records = [_Record(c) for c in candidates]
     for rec in records:
@@ -286,7 +286,8 @@ def measure_all(
         if rec.candidate.profiler is not None:
             rec.candidate.profiler.reset()
     for r in range(max(1, runs)):
-        for rec in records:
+        k = r % len(records)  # rotate the order, so that no candidate always runs first
+        for rec in records[k:] + records[:k]:
             rec.run_once()
             if log is not None:
                 log(f"  run {r + 1}/{runs} {rec.candidate.name}: {rec.times[-1]:.0f} ms")
