@@ -91,8 +91,6 @@ def check_feasible(fmt: str) -> None:
         require("torch_tensorrt", "trt", "--format torch-tensorrt")
         if not torch.cuda.is_available():
             raise EngineError("--format torch-tensorrt compiles for this machine's GPU, and torch sees no CUDA GPU")
-    if fmt == "onnx-fp16":
-        require("onnxconverter_common", "onnx", "--format onnx-fp16 (onnxconverter-common)")
 
 
 def synthetic_images(n: int, size: tuple[int, int], seed: int = 0) -> list[np.ndarray]:
@@ -235,7 +233,9 @@ def _precision_variant(radseg, role, src: Path, kind: str, opts, out_dir: Path, 
     if kind == "fp16":
         from radseg_edge.export.fp16 import convert_fp16
 
-        return convert_fp16(src, out_dir / f"{role}.fp16.onnx")
+        path, converter = convert_fp16(src, out_dir / f"{role}.fp16.onnx")
+        notes.append(f"{role}: FP16 by {converter}")
+        return path
     from radseg_edge.export.quantize import quantize_int8
 
     if role == "head":  # SCGA + cosine dominate; the MLP is tiny: keep fp32
