@@ -15,10 +15,9 @@ from radseg_edge.errors import EngineError
 from radseg_edge.export import onnx as onnx_export
 from radseg_edge.export.fixed import FixedResolutionPipeline
 from radseg_edge.export.fp16 import convert_fp16
+from tests._export_helpers import CROP, FRAME_HW, STRIDE, tiny_export_folder, tiny_vocabulary
 
 ort = pytest.importorskip("onnxruntime")
-
-FRAME_HW = (70, 110)  # pre-resized to 96 x 128 -> 2 x 3 windows of 64 px
 
 
 def _session(path):
@@ -35,22 +34,19 @@ def _frame(seed: int) -> np.ndarray:
 def seg(tiny_radio):
     from radseg_edge.pipeline import RADSeg
 
-    return RADSeg(tiny_radio, crop=64, stride=32)
+    return RADSeg(tiny_radio, crop=CROP, stride=STRIDE)
 
 
 @pytest.fixture(scope="module")
-def text(seg):
-    return torch.randn(6, seg.embedding_dim, generator=torch.Generator().manual_seed(0))
+def text():
+    return tiny_vocabulary().embeddings
 
 
 @pytest.fixture(scope="module")
-def graphs(seg, text, tmp_path_factory):
-    root = tmp_path_factory.mktemp("graphs")
-    return {
-        "backbone": onnx_export.export_backbone(seg, root / "backbone.onnx"),
-        "head": onnx_export.export_head(seg, root / "head.onnx"),
-        "pipeline": onnx_export.export_fixed_pipeline(seg, text, *FRAME_HW, root / "pipeline.onnx"),
-    }
+def graphs():
+    """backbone / head / pipeline graphs written by `radseg-edge export --format onnx --imgsz 70x110`."""
+    folder = tiny_export_folder()
+    return {role: folder / f"{role}.onnx" for role in ("backbone", "head", "pipeline")}
 
 
 @pytest.mark.parametrize("batch", [1, 3])

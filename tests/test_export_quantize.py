@@ -11,7 +11,6 @@ import torch
 from onnx import TensorProto, helper
 
 from radseg_edge.errors import EngineError
-from radseg_edge.export import onnx as onnx_export
 from radseg_edge.export.gate import feature_cosine
 from radseg_edge.export.quantize import (
     QUANTIZED_OP_TYPES,
@@ -20,16 +19,15 @@ from radseg_edge.export.quantize import (
     dequantized_consumers,
     quantize_int8,
 )
+from tests._export_helpers import tiny_export_folder
 
 ort = pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")
-def backbone(tiny_radio, tmp_path_factory):
-    from radseg_edge.pipeline import RADSeg
-
-    seg = RADSeg(tiny_radio, crop=64, stride=32)
-    return onnx_export.export_backbone(seg, tmp_path_factory.mktemp("q") / "backbone.onnx")
+def backbone():
+    """The tiny checkpoint's window backbone graph (64 px windows) from `radseg-edge export --format onnx`."""
+    return tiny_export_folder() / "backbone.onnx"
 
 
 def _windows(n: int, seed: int) -> np.ndarray:

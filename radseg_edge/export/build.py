@@ -301,6 +301,27 @@ def _gate(radseg, out_dir: Path, fmt: str, vocab, opts: ExportOptions, notes: li
     return figures, checks, thresholds
 
 
+def check_export(radseg, export_dir: str | os.PathLike, vocabulary=None, options: ExportOptions | None = None) -> dict:
+    """Run the accuracy gate on an existing export folder against ``radseg``; returns the figures.
+
+    Raises:
+        EngineError: the folder's artefacts fail the thresholds (unless ``options.force``).
+    """
+    opts = options or ExportOptions()
+    manifest = Manifest.read(export_dir)
+    if vocabulary is None and "vocabulary" in manifest.artefacts:
+        from radseg_edge.models.text import Vocabulary
+
+        vocabulary = Vocabulary.load(manifest.artefact_path(export_dir, "vocabulary"))
+    if opts.imgsz is None and "pipeline" in manifest.artefacts:
+        opts.imgsz = tuple(manifest.artefacts["pipeline"]["imgsz"])
+    figures, checks, thresholds = _gate(radseg, Path(export_dir), manifest.format, _vocabulary(vocabulary, radseg),
+                                        opts, opts.notes)
+    for report, what in checks:
+        enforce(report, thresholds, what, force=opts.force)
+    return figures
+
+
 def _triple(result):
     feats = getattr(result, "features", None)
     return result.labels.cpu(), result.probs.cpu(), None if feats is None else feats.cpu()
