@@ -180,7 +180,8 @@ def _export_fp32(radseg, vocab, opts: ExportOptions, tmp: Path) -> dict[str, Pat
     return graphs
 
 
-def _artefact(path: Path, **extra) -> dict:
+def artefact_record(path: Path, **extra) -> dict:
+    """Manifest entry of an artefact: file name, SHA-256 and role-specific fields."""
     return {"file": path.name, "sha256": sha256_file(path), **extra}
 
 
@@ -235,7 +236,7 @@ def build_folder_engines(export_dir: str | os.PathLike, precision: str, workspac
         engine_path.write_bytes(build_engine(onnx_path, plan, profile, timing_cache=timing_cache, progress=progress))
         write_key(engine_path, EngineKey.create(device, role_precision, onnx_path, profile))
         extra = {"imgsz": art["imgsz"]} if "imgsz" in art else {}
-        manifest.artefacts[f"{role}_engine"] = _artefact(
+        manifest.artefacts[f"{role}_engine"] = artefact_record(
             engine_path, onnx=onnx_path.name, precision=role_precision, shape_profile=format_profile(profile),
             plugins=[], build=list(plan.notes), device=device.__dict__, **extra)
     manifest.format = f"engine-{precision}"
@@ -305,18 +306,18 @@ def _torch_tensorrt(radseg, vocab, opts, out_dir, artefacts, manifest):
     if opts.imgsz is not None:
         pipe = FixedResolutionPipeline(seg, vocab.embeddings, *opts.imgsz).cuda()
         path = compile_module(pipe, [pipe.example_input().cuda()], out_dir / "pipeline.trt.pt2")
-        artefacts["pipeline_trt"] = _artefact(path, imgsz=list(opts.imgsz))
+        artefacts["pipeline_trt"] = artefact_record(path, imgsz=list(opts.imgsz))
     if opts.split and seg.crop > 0:
         prof = shape_profiles(manifest, opts.max_windows, opts.max_classes, opts.max_image_side)
         bb = WindowBackbone(seg.radio, (seg.crop, seg.crop), seg.scra_tau).cuda()
         lo, opt, hi = prof["backbone"]["windows"]
         path = compile_module(bb, [torch.rand(*opt, device="cuda")], out_dir / "backbone.trt.pt2", ranges={0: (lo, opt, hi)})
-        artefacts["backbone_trt"] = _artefact(path)
+        artefacts["backbone_trt"] = artefact_record(path)
         head = HeadGraph(seg.radio, seg.scga_tau).cuda()
         f, t = prof["head"]["features"], prof["head"]["text_embeddings"]
         path = compile_module(head, [torch.randn(*f[1], device="cuda"), torch.randn(*t[1], device="cuda")],
                               out_dir / "head.trt.pt2", precision="fp32", ranges={0: f, 1: t})
-        artefacts["head_trt"] = _artefact(path)
+        artefacts["head_trt"] = artefact_record(path)
 
 
 def _gate(radseg, out_dir: Path, fmt: str, vocab, opts: ExportOptions, notes: list[str]):
@@ -404,7 +405,7 @@ def export_model(radseg, fmt: str, out_dir: str | os.PathLike, vocabulary=None, 
     )
     artefacts = manifest.artefacts
     if vocab is not None:
-        artefacts["vocabulary"] = _artefact(vocab.save(out_dir / "vocabulary.safetensors"), names=list(vocab.names))
+        artefacts["vocabulary"] = artefact_record(vocab.save(out_dir / "vocabulary.safetensors"), names=list(vocab.names))
     calib_images: list[np.ndarray] = []
     if precision == "int8":
         calib_images = sample_images(opts.calib_dir, opts.calib_limit, opts.imgsz, [], "calibration")
@@ -420,7 +421,7 @@ def export_model(radseg, fmt: str, out_dir: str | os.PathLike, vocabulary=None, 
                 if kind == "qdq" and role == "head":
                     kind = "fp32"
                 extra = {"imgsz": list(opts.imgsz)} if role == "pipeline" else {}
-                artefacts[role] = _artefact(path, kind=kind, **extra)
+                artefacts[role] = artefact_record(path, kind=kind, **extra)
         if fmt.startswith("engine"):
             manifest.write(out_dir)
             manifest = build_folder_engines(out_dir, precision, opts.workspace_mib, opts.max_windows, opts.max_classes,
