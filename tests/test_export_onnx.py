@@ -166,3 +166,17 @@ def test_fp16_pipeline_agrees_with_fp32_pytorch(graphs, seg, text, tmp_path):
         worst = max(worst, float(np.abs(probs - ref.probs.numpy()).max()))
     assert np.mean(agree) >= 0.98
     assert worst <= 0.1
+
+
+@pytest.mark.slow
+def test_fixed_resolution_pipeline_traces_with_torch_export(seg, text):
+    """The module the AOTInductor / C++ runtime compiles: torch.export gives the same labels and probs.
+    (The ONNX export above also goes through torch.export; this pins the plain-module contract.)"""
+    pipe = FixedResolutionPipeline(seg, text, *FRAME_HW).eval()
+    frame = torch.from_numpy(_frame(8))[None]
+    program = torch.export.export(pipe, (frame,), strict=False)
+    with torch.no_grad():
+        labels, probs = program.module()(frame)
+        ref_labels, ref_probs = pipe(frame)
+    assert torch.equal(labels, ref_labels)
+    assert (probs - ref_probs).abs().max() <= 1e-5

@@ -413,6 +413,7 @@ def export_model(radseg, fmt: str, out_dir: str | os.PathLike, vocabulary=None, 
         _torch_tensorrt(radseg, vocab, opts, out_dir, artefacts, manifest)
     else:
         kinds = _onnx_kinds(fmt)
+        device = radseg.device
         with tempfile.TemporaryDirectory() as tmp:
             graphs = _export_fp32(radseg.to("cpu"), vocab, opts, Path(tmp))
             for role, src in graphs.items():
@@ -422,11 +423,11 @@ def export_model(radseg, fmt: str, out_dir: str | os.PathLike, vocabulary=None, 
                     kind = "fp32"
                 extra = {"imgsz": list(opts.imgsz)} if role == "pipeline" else {}
                 artefacts[role] = artefact_record(path, kind=kind, **extra)
+        radseg.to(device)
         if fmt.startswith("engine"):
             manifest.write(out_dir)
             manifest = build_folder_engines(out_dir, precision, opts.workspace_mib, opts.max_windows, opts.max_classes,
                                             opts.max_image_side, opts.progress)
-            radseg.to("cuda")
     manifest.write(out_dir)
     manifest.gate, checks, thresholds = _gate(radseg, out_dir, fmt, vocab, opts, notes)
     manifest.notes = notes
