@@ -116,3 +116,23 @@ def test_imgsz_parsing():
     assert parse_imgsz("480x640") == (480, 640) and parse_imgsz("512") == (512, 512)
     with pytest.raises(Exception, match="HxW"):
         parse_imgsz("big")
+
+
+def test_backend_options_for_commands(exported, tiny_radio):
+    import argparse
+
+    from radseg_edge.backends import add_backend_args, backend_from_args
+    from radseg_edge.errors import InputError
+    from radseg_edge.pipeline import RADSeg
+
+    parser = argparse.ArgumentParser()
+    add_backend_args(parser)
+    seg = RADSeg(tiny_radio, crop=CROP, stride=STRIDE)
+    ort_backend = backend_from_args(parser.parse_args(["--export-dir", str(exported), "--providers", "cpu"]), radseg=seg)
+    assert ort_backend.name == "onnxruntime" and ort_backend.providers == ["CPUExecutionProvider"]
+    assert backend_from_args(parser.parse_args([]), radseg=seg).name == "torch"
+    with pytest.raises(InputError, match="export_dir"):
+        backend_from_args(parser.parse_args(["--backend", "onnxruntime"]), radseg=seg)
+    with pytest.raises(InputError, match="not in this onnxruntime"):
+        backend_from_args(parser.parse_args(["--backend", "onnxruntime", "--export-dir", str(exported),
+                                             "--providers", "tensorrt"]), radseg=seg)
