@@ -87,3 +87,23 @@ def test_qdq_placement_check_refuses_quantized_layernorm_inputs():
                               opset_imports=[helper.make_opsetid("", 18)])
     with pytest.raises(EngineError, match="LayerNormalization"):
         check_qdq_placement(model)
+
+
+def test_int8_fixed_pipeline_label_agreement(tiny_radio, tmp_path):
+    from radseg_edge.export.build import calibration_inputs, synthetic_images
+    from radseg_edge.pipeline import RADSeg
+    from tests._export_helpers import CROP, FRAME_HW, STRIDE, tiny_vocabulary
+
+    frames = synthetic_images(4, FRAME_HW, seed=31)
+    calib = calibration_inputs(frames[:2], "pipeline", CROP, STRIDE, progress=False)
+    result = quantize_int8(tiny_export_folder() / "pipeline.onnx", tmp_path / "pipeline.int8.onnx", calib)
+    _assert_only_matmul_gemm_conv_quantized(result.path)
+    sess = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    seg, vocab = RADSeg(tiny_radio, crop=CROP, stride=STRIDE), tiny_vocabulary()
+    equal = total = 0
+    for frame in frames[2:]:
+        labels = sess.run(["labels"], {"frame": frame[None]})[0]
+        ref = seg(frame, vocab).labels.numpy()
+        equal += int((labels == ref).sum())
+        total += ref.size
+    assert equal / total >= 0.9
