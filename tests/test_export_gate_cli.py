@@ -136,3 +136,13 @@ def test_backend_options_for_commands(exported, tiny_radio):
     with pytest.raises(InputError, match="not in this onnxruntime"):
         backend_from_args(parser.parse_args(["--backend", "onnxruntime", "--export-dir", str(exported),
                                              "--providers", "tensorrt"]), radseg=seg)
+
+
+def test_split_backend_refuses_images_smaller_than_the_window(exported):
+    from radseg_edge.backends import make_backend
+    from radseg_edge.errors import InputError
+
+    backend = make_backend("onnxruntime", export_dir=exported, providers="cpu")
+    small = synthetic_images(1, (32, 64), seed=1)[0]  # sides are multiples of the stride, one below the crop
+    with pytest.raises(InputError, match="32x64 windows"):
+        backend(small, tiny_vocabulary())
