@@ -25,8 +25,8 @@ SLAB_ELEMENTS = 8 * 1024 * 1024
 
 
 def rows_per_block(n: int, groups: int = 1, slab_elements: int = SLAB_ELEMENTS) -> int:
-    """Query rows per block so that ``groups x rows x n`` stays within ``slab_elements`` (>= 16 rows)."""
-    return max(16, min(n, slab_elements // max(1, groups * n)))
+    """Query rows per block so that ``groups x rows x n`` stays within ``slab_elements`` (16 <= rows <= n)."""
+    return max(1, min(n, max(16, slab_elements // max(1, groups * n))))
 
 
 def thresholded_attention(
@@ -58,7 +58,9 @@ def thresholded_attention(
     return out
 
 
-def scga_blocked(features: Tensor, tau: float = 10.0, batch_mean: bool = False, rows: int | None = None) -> Tensor:
+def scga_blocked(
+    features: Tensor, tau: float = 10.0, batch_mean: bool = False, rows: int | None = None
+) -> Tensor:
     """SCGA (see :func:`radseg_edge.core.scga.scga_reference`) in query blocks.
 
     Args:

@@ -60,11 +60,13 @@ def _thresholded_attention_kernel(
             dd = start_d + offs_d
             q_tile = tl.load(
                 q_base + offs_m[:, None] * stride_qn + dd[None, :],
-                mask=(offs_m[:, None] < n) & (dd[None, :] < d), other=0.0,
+                mask=(offs_m[:, None] < n) & (dd[None, :] < d),
+                other=0.0,
             )
             k_tile = tl.load(
                 q_base + offs_n[None, :] * stride_qn + dd[:, None],
-                mask=(offs_n[None, :] < n) & (dd[:, None] < d), other=0.0,
+                mask=(offs_n[None, :] < n) & (dd[:, None] < d),
+                other=0.0,
             )
             sim += tl.dot(q_tile, k_tile, input_precision=PRECISION)
         score = (sim - threshold) * tau
@@ -77,7 +79,8 @@ def _thresholded_attention_kernel(
             row_sum = row_sum * alpha + tl.sum(p, 1)
             v_tile = tl.load(
                 v_base + offs_n[:, None] * stride_vn + offs_v[None, :],
-                mask=(offs_n[:, None] < n) & (offs_v[None, :] < dv), other=0.0,
+                mask=(offs_n[:, None] < n) & (offs_v[None, :] < dv),
+                other=0.0,
             )
             acc = acc * alpha[:, None] + tl.dot(p.to(v_tile.dtype), v_tile, input_precision=PRECISION)
             row_max = new_max
