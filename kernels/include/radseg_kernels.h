@@ -26,7 +26,7 @@ typedef enum radseg_dtype { RADSEG_FLOAT32 = 0, RADSEG_FLOAT16 = 1, RADSEG_BFLOA
 
 enum {
     RADSEG_OK = 0,
-    RADSEG_ERR_ARGUMENT = 1,     // a size is <= 0, a pointer is null or the dtype is unknown
+    RADSEG_ERR_ARGUMENT = 1,     // a size is <= 0, a pointer is null, the dtype is unknown or B*H > 65535
     RADSEG_ERR_SHARED_MEMORY = 2,  // value width too large for the device's shared memory per block
     RADSEG_ERR_CUDA = 3          // a CUDA launch failed (see cudaGetLastError)
 };

@@ -211,6 +211,7 @@ template <typename T>
 int run_attention(const void* x, const void* v, void* out, float* q, float* threshold, int64_t batch, int64_t heads,
                   int64_t n, int64_t d, int64_t v_sb, int64_t v_sh, int64_t v_sn, float tau, bool scga,
                   bool batch_mean, cudaStream_t stream) {
+    if (batch * heads > 65535) return RADSEG_ERR_ARGUMENT;  // grid.y limit; split the batch
     const int64_t rows = batch * n * heads;
     normalize_rows_kernel<T><<<static_cast<unsigned>((rows + kWarps - 1) / kWarps), kThreads, 0, stream>>>(
         static_cast<const T*>(x), q, rows, n, heads, d);
@@ -261,7 +262,8 @@ extern "C" {
 const char* radseg_error_string(int code) {
     switch (code) {
         case RADSEG_OK: return "ok";
-        case RADSEG_ERR_ARGUMENT: return "radseg kernels: invalid argument (size <= 0, null pointer or unknown dtype)";
+        case RADSEG_ERR_ARGUMENT:
+            return "radseg kernels: invalid argument (size <= 0, null pointer, unknown dtype or batch*heads > 65535)";
         case RADSEG_ERR_SHARED_MEMORY:
             return "radseg kernels: feature width too large for this GPU's shared memory per block";
         case RADSEG_ERR_CUDA: return "radseg kernels: a CUDA launch failed (check cudaGetLastError)";

@@ -2,9 +2,9 @@
 
 Mirrors :func:`radseg_edge.core.scga.scga_reference` and
 :func:`radseg_edge.core.scra.scra_attention_reference` (same results within fp32 round-off).
-For each block of query rows the ``rows x N`` similarity slab is built, thresholded, softmaxed in
-place and multiplied with the values, so the extra memory is O(rows * N) (plus the O(N * C)
-normalised features) instead of several N x N copies. The per-image SCGA threshold is the mean of
+For each block of query rows the ``rows x N`` similarity slab is built, thresholded in place,
+softmaxed (one more slab) and multiplied with the values, so the extra memory is two slabs,
+O(rows * N), plus the O(N * C) normalised features, instead of several N x N copies. The per-image SCGA threshold is the mean of
 all similarities, ``||sum_i F^_i||^2 / N^2`` (:func:`radseg_edge.core.scga.scga_threshold`).
 
 Runs on any device; it is the default on CPU. Computation is fp32 whatever the input dtype; the
@@ -19,6 +19,9 @@ from torch import Tensor
 
 from radseg_edge.core.scga import scga_threshold
 from radseg_edge.core.scra import merge_heads, split_qkv
+
+#: the largest float32 below zero: ``x > _BELOW_ZERO`` is ``not x < 0`` (keeps +-0, as the reference)
+_BELOW_ZERO = -1.401298464324817e-45
 
 #: elements of one similarity slab (rows x N, per image and head): 8 Mi fp32 = 32 MiB.
 SLAB_ELEMENTS = 8 * 1024 * 1024
@@ -51,10 +54,8 @@ def thresholded_attention(
         stop = min(n, start + rows)
         slab = torch.matmul(q[:, start:stop], keys_t)  # G x rows x N
         slab.sub_(threshold).mul_(tau)
-        slab.masked_fill_(slab < 0, float("-inf"))
-        slab.sub_(slab.amax(dim=-1, keepdim=True)).exp_()
-        slab.div_(slab.sum(dim=-1, keepdim=True))
-        out[:, start:stop] = torch.matmul(slab, values)
+        F.threshold_(slab, _BELOW_ZERO, float("-inf"))  # entries < 0 -> -inf, one in-place pass
+        out[:, start:stop] = torch.matmul(torch.softmax(slab, dim=-1), values)
     return out
 
 
