@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -78,19 +79,28 @@ def main(argv: list[str] | None = None) -> int:
                 case[impl] = run_case("benchmarks.bench_scga_memory",
                                       ["--channels", str(args.channels), "--threads", str(args.threads),
                                        "--repeats", str(repeats), "--case", impl, str(n), out], ROOT)  # fmt: skip
-                print(f"N={n:6d} {impl:10s} peak +{case[impl]['peak_extra_mb']:8.1f} MB  "
-                      f"time {case[impl]['time_s']:.3f} s", flush=True)
+                print(
+                    f"N={n:6d} {impl:10s} peak +{case[impl]['peak_extra_mb']:8.1f} MB  "
+                    f"time {case[impl]['time_s']:.3f} s",
+                    flush=True,
+                )
             base, new = case[args.impls[0]], case[args.impls[-1]]
-            err = relative_error(torch.load(f"{tmp}/{args.impls[-1]}_{n}.pt"), torch.load(f"{tmp}/{args.impls[0]}_{n}.pt"))
+            err = relative_error(
+                torch.load(f"{tmp}/{args.impls[-1]}_{n}.pt"), torch.load(f"{tmp}/{args.impls[0]}_{n}.pt")
+            )
             rows.append({"n": n, "channels": args.channels, args.impls[0]: base, args.impls[-1]: new,
                          "memory_ratio": new["peak_extra_mb"] / base["peak_extra_mb"],
                          "time_ratio": new["time_s"] / base["time_s"], "max_rel_error": err})  # fmt: skip
-            print(f"N={n:6d} memory ratio {rows[-1]['memory_ratio']:.3f}  time ratio {rows[-1]['time_ratio']:.3f}  "
-                  f"rel err {err:.2e}", flush=True)
+            print(
+                f"N={n:6d} memory ratio {rows[-1]['memory_ratio']:.3f}  time ratio {rows[-1]['time_ratio']:.3f}  "
+                f"rel err {err:.2e}",
+                flush=True,
+            )
 
     meta = {"benchmark": "scga_memory", "baseline": args.impls[0], "candidate": args.impls[-1],
             "threads": args.threads, "torch": torch.__version__, "machine": platform.machine(),
-            "python": sys.version.split()[0], "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}  # fmt: skip
+            "python": sys.version.split()[0], "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load_average_1m": os.getloadavg()[0]}  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "scga_memory.json").write_text(json.dumps({**meta, "rows": rows}, indent=1))
     lines = [f"# SCGA on CPU: {args.impls[-1]} vs {args.impls[0]} (C = {args.channels}, {args.threads} threads)", "",

@@ -86,4 +86,4 @@ def test_rows_per_block_bounds_the_similarity_slab():
         rows = rows_per_block(n, groups)
         assert 1 <= rows <= n
         assert rows == 16 or groups * rows * n <= SLAB_ELEMENTS
-    assert rows_per_block(14112) * 14112 * 4 <= 32 * 2**20
+    assert rows_per_block(14112) * 14112 * 4 <= 16 * 2**20

@@ -13,6 +13,9 @@ result has the input dtype.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -23,8 +26,8 @@ from radseg_edge.core.scra import merge_heads, split_qkv
 #: the largest float32 below zero: ``x > _BELOW_ZERO`` is ``not x < 0`` (keeps +-0, as the reference)
 _BELOW_ZERO = -1.401298464324817e-45
 
-#: elements of one similarity slab (rows x N, per image and head): 8 Mi fp32 = 32 MiB.
-SLAB_ELEMENTS = 8 * 1024 * 1024
+#: elements of one similarity slab (rows x N, per image and head): 4 Mi fp32 = 16 MiB.
+SLAB_ELEMENTS = 4 * 1024 * 1024
 
 
 def rows_per_block(n: int, groups: int = 1, slab_elements: int = SLAB_ELEMENTS) -> int:
@@ -68,7 +71,7 @@ def scga_blocked(
         features: B x N x C stitched patch features.
         tau: SCGA temperature.
         batch_mean: one threshold for the whole batch (the official code's batch behaviour).
-        rows: query rows per block (default: a 32 MiB slab).
+        rows: query rows per block (default: a 16 MiB slab).
     Returns:
         B x N x C, dtype of ``features``.
     """
@@ -112,6 +115,25 @@ def scra_blocked(
     Returns:
         B x N x C.
     """
+    step = functools.partial(self_correlation_blocked, tau=tau)
+    return scra_around(step, x, qkv_weight, qkv_bias, proj_weight, proj_bias, num_heads)
+
+
+def scra_around(
+    step: Callable[[Tensor, Tensor], Tensor],
+    x: Tensor,
+    qkv_weight: Tensor,
+    qkv_bias: Tensor | None,
+    proj_weight: Tensor,
+    proj_bias: Tensor | None,
+    num_heads: int,
+) -> Tensor:
+    """SCRA with the self-correlation ``step(o, v)`` (B x N x C, B x H x N x d -> B x N x C) given.
+
+    The rest is shared by every implementation: qkv projection, the standard attention with
+    :func:`torch.nn.functional.scaled_dot_product_attention` (flash / memory-efficient kernels where
+    available), the output projection before and after the step.
+    """
     q, k, v = split_qkv(x, qkv_weight, qkv_bias, num_heads)
     o = F.linear(merge_heads(F.scaled_dot_product_attention(q, k, v)), proj_weight, proj_bias)
-    return F.linear(self_correlation_blocked(o, v, tau).to(x.dtype), proj_weight, proj_bias)
+    return F.linear(step(o, v).to(x.dtype), proj_weight, proj_bias)

@@ -15,11 +15,10 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from radseg_edge.core.scra import merge_heads, split_qkv
 from radseg_edge.errors import InputError
+from radseg_edge.kernels.blocked import scra_around
 
 EXTENSION_NAME = "radseg_kernels_ext"
 
@@ -101,6 +100,8 @@ def scra_cuda(
     Args:
         x: B x N x C tokens. Returns B x N x C.
     """
-    q, k, v = split_qkv(x, qkv_weight, qkv_bias, num_heads)
-    o = F.linear(merge_heads(F.scaled_dot_product_attention(q, k, v)), proj_weight, proj_bias)
-    return F.linear(load_extension().self_correlation(o, v, float(tau)), proj_weight, proj_bias)
+
+    def step(o: Tensor, v: Tensor) -> Tensor:
+        return load_extension().self_correlation(o, v, float(tau))
+
+    return scra_around(step, x, qkv_weight, qkv_bias, proj_weight, proj_bias, num_heads)

@@ -17,6 +17,7 @@ Needs a CUDA device, or ``TRITON_INTERPRET=1`` (set before triton is imported) f
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +27,7 @@ import triton.language as tl
 from torch import Tensor
 
 from radseg_edge.core.scga import scga_threshold
-from radseg_edge.core.scra import merge_heads, split_qkv
+from radseg_edge.kernels.blocked import scra_around
 
 
 @triton.jit
@@ -201,6 +202,5 @@ def scra_triton(
     Args:
         x: B x N x C tokens. Returns B x N x C.
     """
-    q, k, v = split_qkv(x, qkv_weight, qkv_bias, num_heads)
-    o = F.linear(merge_heads(F.scaled_dot_product_attention(q, k, v)), proj_weight, proj_bias)
-    return F.linear(self_correlation_triton(o, v, tau, tiles), proj_weight, proj_bias)
+    step = functools.partial(self_correlation_triton, tau=tau, tiles=tiles)
+    return scra_around(step, x, qkv_weight, qkv_bias, proj_weight, proj_bias, num_heads)
