@@ -176,7 +176,7 @@ def _export_fp32(radseg, vocab, opts: ExportOptions, tmp: Path) -> dict[str, Pat
         graphs["pipeline"] = onnx_export.export_fixed_pipeline(radseg, vocab.embeddings, h, w, tmp / "pipeline.onnx",
                                                                opset=opts.opset)
     if not graphs:
-        raise InputError("nothing to export: crop=0 has no window graph; give --imgsz HxW for the fixed pipeline")
+        raise InputError("nothing to export: the split graphs need windows (crop > 0, no --no-split); give --imgsz HxW for the fixed pipeline")
     return graphs
 
 
