@@ -6,7 +6,6 @@ of the patch size (see :func:`round_to_patch` for a helper that resizes to the n
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -220,7 +219,3 @@ class RadioModel(nn.Module):
             f"prefix={c.num_cls_tokens}+{c.num_registers}, cpe_grid={c.cpe_grid}, align_corners={self.align_corners}"
         )
 
-
-def grid_size(pixels: int, patch_size: int = 16) -> int:
-    """Patches along one side (ceil)."""
-    return math.ceil(pixels / patch_size)
