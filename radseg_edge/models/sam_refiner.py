@@ -13,9 +13,9 @@ decoder as one batch; masks whose predicted IoU passes the threshold are merged 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +42,7 @@ __all__ = [
     "RefineOptions",
     "RefineResult",
     "SamRefiner",
+    "resolve_coarse_thresh",
     "sam_feature_width",
 ]
 
@@ -157,12 +158,12 @@ class SamRefiner:
             )
 
     # ------------------------------------------------------------------------------------------- stages
-    def image_embeddings(self, radio: nn.Module, image: Tensor, scra_tau: float | None) -> tuple[Tensor, Tensor]:
-        """image: 1 x 3 x H x W -> (RADIO sam features 1 x S x h x w, SAM image embeddings 1 x D x 64 x 64)."""
-        x = resize_for_sam(image)
-        feats = radio.forward_spatial(x, scra_tau=scra_tau)
-        head = radio.heads["sam"].feature_head
-        sam_feats = head(feats.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).float()
+    def image_embeddings(self, backbone: Callable[[Tensor], Tensor], image: Tensor) -> tuple[Tensor, Tensor]:
+        """image: 1 x 3 x H x W -> (RADIO sam features 1 x S x h x w, SAM image embeddings 1 x D x 64 x 64).
+
+        ``backbone`` maps the long-side-1024 image to RADIO ``sam`` head features (see ``_Backbone``).
+        """
+        sam_feats = backbone(resize_for_sam(image.cpu()))
         return sam_feats, self.sam.embed_image(pad_to_sam_grid(sam_feats))
 
     def decode(
@@ -184,11 +185,10 @@ class SamRefiner:
 
     def refine_image(
         self,
-        radio: nn.Module,
+        backbone: Callable[[Tensor], Tensor],
         image: Tensor,
         coarse_probs: Tensor,
         coarse_labels: Tensor,
-        scra_tau: float | None,
         coarse_thresh: float,
         minimal_area: int,
         iou_thresh: float,
@@ -209,7 +209,7 @@ class SamRefiner:
             )
             return coarse_labels, coarse_probs, info
         with _stage(profiler, "sam_backbone"):
-            info.sam_features, info.image_embeddings = self.image_embeddings(radio, image, scra_tau)
+            info.sam_features, info.image_embeddings = self.image_embeddings(backbone, image)
         with _stage(profiler, "sam_decoder"):
             low, iou, info.mask_inputs, info.point_coords, info.boxes = self.decode(
                 info.image_embeddings, prompts, (h, w), sam_hw, coarse_thresh, mask_coeff
@@ -240,6 +240,56 @@ class SamRefiner:
         self,
         radio: nn.Module,
         image: Tensor,
+        coarse,
+        scra_tau: float | None = 10.0,
+        coarse_thresh: float | str = 0.1,
+        minimal_area: int = 225,
+        iou_thresh: float = 0.9,
+        mask_coeff: float = 0.005,
+        prediction_thresh: float = 0.0,
+        profiler=None,
+        scra: Callable | None = None,
+    ):
+        """Refine a batch of coarse predictions.
+
+        Args:
+            radio: the RADIO model (``forward_spatial`` and ``heads['sam'].feature_head`` are used).
+            image: B x 3 x H x W RGB in [0,1], the ORIGINAL image (not the sliding-window resize).
+            coarse: B x C x H x W coarse probabilities after prompt denoising, or RADSeg's
+                SegmentationResult (its ``probs`` are used).
+            scra_tau: SCRA temperature of the backbone pass (the same as the coarse path).
+            coarse_thresh: uncertainty threshold of the x1/2 coarse map, or a dataset name of
+                :data:`PAPER_COARSE_THRESH` ("voc20", "context59", "coco-stuff171", "cityscapes", "ade20k").
+            minimal_area: smallest region, in pixels of the x1/2 map.
+            iou_thresh: a SAM mask counts if its predicted IoU is > this.
+            mask_coeff: scale of the mask prompt (0.005 in the reference).
+            prediction_thresh: pixels whose COARSE max probability is below it get label -1 (reference;
+                the final maximum with RefineOptions.corrected()).
+            profiler: a StageProfiler; stages sam_prompts, sam_backbone, sam_decoder, sam_merge.
+            scra: the last block's attention (e.g. a fused SCRA kernel, signature of
+                ``RadioModel.forward_spatial(last_attention=...)``); wins over ``scra_tau``.
+        Returns:
+            :class:`RefineResult` when ``coarse`` is a tensor; for a SegmentationResult, a copy of it with
+            ``probs``, ``labels``, ``refined`` and ``refine_message`` replaced and the RefineResult in
+            ``extras["refine"]``. Images where nothing passes keep their coarse labels and probabilities.
+        """
+        probs_in = coarse if isinstance(coarse, Tensor) else coarse.probs
+        result = self.refine(
+            radio, image, probs_in, scra_tau, resolve_coarse_thresh(coarse_thresh), minimal_area, iou_thresh,
+            mask_coeff, prediction_thresh, profiler, scra,
+        )
+        if isinstance(coarse, Tensor):
+            return result
+        extras = {**getattr(coarse, "extras", {}), "refine": result}
+        return replace(
+            coarse, probs=result.probs, labels=result.labels, refined=result.refined,
+            refine_message=result.message, extras=extras,
+        )
+
+    def refine(
+        self,
+        radio: nn.Module,
+        image: Tensor,
         coarse_probs: Tensor,
         scra_tau: float | None = 10.0,
         coarse_thresh: float = 0.1,
@@ -248,39 +298,30 @@ class SamRefiner:
         mask_coeff: float = 0.005,
         prediction_thresh: float = 0.0,
         profiler=None,
+        scra: Callable | None = None,
     ) -> RefineResult:
-        """Refine a batch of coarse predictions.
-
-        Args:
-            radio: the RADIO model (``forward_spatial`` and ``heads['sam'].feature_head`` are used).
-            image: B x 3 x H x W RGB in [0,1], the ORIGINAL image (not the sliding-window resize).
-            coarse_probs: B x C x H x W coarse probabilities after prompt denoising (RADSeg's ``res.probs``).
-            scra_tau: SCRA temperature of the backbone pass (the same as the coarse path).
-            coarse_thresh: uncertainty threshold of the x1/2 coarse map (see PAPER_COARSE_THRESH).
-            minimal_area: smallest region, in pixels of the x1/2 map.
-            iou_thresh: a SAM mask counts if its predicted IoU is > this.
-            mask_coeff: scale of the mask prompt (0.005 in the reference).
-            prediction_thresh: pixels whose COARSE max probability is below it get label -1 (reference;
-                the final maximum with RefineOptions.corrected()).
-            profiler: a StageProfiler; stages sam_prompts, sam_backbone, sam_decoder, sam_merge.
-        Returns:
-            :class:`RefineResult`; images where nothing passes keep their coarse labels and probabilities.
-        """
+        """Tensor form of :meth:`__call__`: coarse_probs B x C x H x W -> :class:`RefineResult`."""
         if image.ndim != 4 or image.shape[1] != 3:
             raise InputError(f"image must be B x 3 x H x W RGB in [0,1], got shape {tuple(image.shape)}")
-        if coarse_probs.ndim != 4 or coarse_probs.shape[0] != image.shape[0] or coarse_probs.shape[-2:] != image.shape[-2:]:
+        if (
+            coarse_probs.ndim != 4
+            or coarse_probs.shape[0] != image.shape[0]
+            or coarse_probs.shape[-2:] != image.shape[-2:]
+        ):
             raise InputError(
-                f"coarse_probs must be B x C x H x W with the image's B, H, W {tuple(image.shape)}, "
+                f"coarse probabilities must be B x C x H x W with the image's B, H, W {tuple(image.shape)}, "
                 f"got {tuple(coarse_probs.shape)}"
             )
         self.check_compatible(radio)
+        device = coarse_probs.device
         image = image.float()
-        coarse_probs = coarse_probs.float()
+        coarse_probs = coarse_probs.detach().float().cpu()
         coarse_max, coarse_labels = torch.max(coarse_probs, 1)
+        backbone = _Backbone(radio, scra_tau, scra)
         labels, probs, infos = [], [], []
         for b in range(image.shape[0]):
             lab, prob, info = self.refine_image(
-                radio, image[b : b + 1], coarse_probs[b], coarse_labels[b], scra_tau, coarse_thresh,
+                backbone, image[b : b + 1], coarse_probs[b], coarse_labels[b], coarse_thresh,
                 minimal_area, iou_thresh, mask_coeff, profiler,
             )
             labels.append(lab)
@@ -290,13 +331,48 @@ class SamRefiner:
         if prediction_thresh > 0:
             ref_max = coarse_max if self.options.coarse_ignore else probs_t.max(1).values
             labels_t = labels_t.masked_fill(ref_max < prediction_thresh, IGNORE_INDEX)
-        messages = [f"image {i}: {x.message}" for i, x in enumerate(infos)] if len(infos) > 1 else [infos[0].message]
+        if len(infos) > 1:
+            message = "; ".join(f"image {i}: {x.message}" for i, x in enumerate(infos))
+        else:
+            message = infos[0].message
         return RefineResult(
-            probs=probs_t,
-            labels=labels_t,
+            probs=probs_t.to(device),
+            labels=labels_t.to(device),
             refined=any(x.refined for x in infos),
             num_regions=sum(x.num_regions for x in infos),
             num_valid_masks=sum(x.num_valid_masks for x in infos),
-            message="; ".join(messages),
+            message=message,
             images=infos,
         )
+
+
+class _Backbone:
+    """RADIO's SCRA backbone + ``sam`` feature head, bound to one call's SCRA settings."""
+
+    def __init__(self, radio: nn.Module, scra_tau: float | None, scra: Callable | None) -> None:
+        self.radio, self.scra_tau, self.scra = radio, scra_tau, scra
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """x: 1 x 3 x sam_h x sam_w -> RADIO sam features 1 x S x sam_h/16 x sam_w/16 (fp32, CPU)."""
+        device = next(self.radio.parameters()).device
+        if self.scra is not None:
+            feats = self.radio.forward_spatial(x.to(device), last_attention=self.scra)
+        else:
+            feats = self.radio.forward_spatial(x.to(device), scra_tau=self.scra_tau)
+        head = self.radio.heads["sam"].feature_head
+        return head(feats.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).float().cpu()
+
+
+def resolve_coarse_thresh(value: float | str) -> float:
+    """A number, or a dataset name of :data:`PAPER_COARSE_THRESH` -> the coarse threshold."""
+    if isinstance(value, str):
+        key = value.strip().lower()
+        if key in PAPER_COARSE_THRESH:
+            return PAPER_COARSE_THRESH[key]
+        try:
+            return float(key)
+        except ValueError:
+            raise InputError(
+                f"coarse_thresh must be a number or one of {', '.join(PAPER_COARSE_THRESH)}, got {value!r}"
+            ) from None
+    return float(value)
