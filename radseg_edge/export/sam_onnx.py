@@ -81,10 +81,15 @@ def export_sam_decoder_onnx(sam: SamPromptDecoder, path: str | os.PathLike, opse
     return path
 
 
-def run_sam_decoder_onnx(path: str | os.PathLike, inputs: tuple[torch.Tensor, ...], providers: list[str] | None = None):
-    """Run the exported graph in ONNX Runtime: inputs in :data:`INPUT_NAMES` order -> (low_res_masks, iou)."""
+def sam_decoder_session(path: str | os.PathLike, providers: list[str] | None = None):
+    """An ONNX Runtime session of the exported graph (CPU unless ``providers`` say otherwise)."""
     ort = require("onnxruntime", "onnx", "running the SAM decoder in ONNX Runtime")
-    session = ort.InferenceSession(str(path), providers=providers or ["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), providers=providers or ["CPUExecutionProvider"])
+
+
+def run_sam_decoder_onnx(session_or_path, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the exported graph: inputs in :data:`INPUT_NAMES` order -> (low_res_masks P x 1 x 256 x 256, iou P x 1)."""
+    session = session_or_path if hasattr(session_or_path, "run") else sam_decoder_session(session_or_path)
     feed = {name: t.detach().cpu().numpy() for name, t in zip(INPUT_NAMES, inputs, strict=True)}
     low, iou = session.run(OUTPUT_NAMES, feed)
     return torch.from_numpy(low), torch.from_numpy(iou)

@@ -54,8 +54,9 @@ class ImageRefinement:
     """What happened to one image. Tensors are kept for inspection and parity tests.
 
     sam_hw: SAM input size; prompts: the prompts; iou: P IoU predictions; valid: P bool;
-    low_res_logits: P x 1 x 256 x 256; image_embeddings: 1 x D x 64 x 64; sam_features: 1 x S x h x w
-    (RADIO ``sam`` head output, before padding); mask_inputs: K x 1 x 256 x 256.
+    low_res_logits: P x 1 x 256 x 256; image_embeddings: 1 x D x 64 x 64; radio_features: 1 x C x h x w
+    (SCRA backbone at sam_hw); sam_features: 1 x S x h x w (RADIO ``sam`` head output, before padding);
+    mask_inputs: K x 1 x 256 x 256.
     """
 
     refined: bool
@@ -68,6 +69,7 @@ class ImageRefinement:
     valid: Tensor | None = None
     low_res_logits: Tensor | None = None
     image_embeddings: Tensor | None = None
+    radio_features: Tensor | None = None
     sam_features: Tensor | None = None
     mask_inputs: Tensor | None = None
     point_coords: Tensor | None = None
@@ -158,13 +160,14 @@ class SamRefiner:
             )
 
     # ------------------------------------------------------------------------------------------- stages
-    def image_embeddings(self, backbone: Callable[[Tensor], Tensor], image: Tensor) -> tuple[Tensor, Tensor]:
-        """image: 1 x 3 x H x W -> (RADIO sam features 1 x S x h x w, SAM image embeddings 1 x D x 64 x 64).
+    def image_embeddings(self, backbone: Callable[[Tensor], tuple[Tensor, Tensor]], image: Tensor) -> tuple[Tensor, ...]:
+        """image: 1 x 3 x H x W -> (RADIO features 1 x C x h x w, RADIO sam features 1 x S x h x w,
+        SAM image embeddings 1 x D x 64 x 64).
 
-        ``backbone`` maps the long-side-1024 image to RADIO ``sam`` head features (see ``_Backbone``).
+        ``backbone`` maps the long-side-1024 image to RADIO features and ``sam`` head features (``_Backbone``).
         """
-        sam_feats = backbone(resize_for_sam(image.cpu()))
-        return sam_feats, self.sam.embed_image(pad_to_sam_grid(sam_feats))
+        radio_feats, sam_feats = backbone(resize_for_sam(image.cpu()))
+        return radio_feats, sam_feats, self.sam.embed_image(pad_to_sam_grid(sam_feats))
 
     def decode(
         self, embeddings: Tensor, prompts: Prompts, image_hw: tuple[int, int], sam_hw: tuple[int, int],
@@ -185,7 +188,7 @@ class SamRefiner:
 
     def refine_image(
         self,
-        backbone: Callable[[Tensor], Tensor],
+        backbone: Callable[[Tensor], tuple[Tensor, Tensor]],
         image: Tensor,
         coarse_probs: Tensor,
         coarse_labels: Tensor,
@@ -209,7 +212,7 @@ class SamRefiner:
             )
             return coarse_labels, coarse_probs, info
         with _stage(profiler, "sam_backbone"):
-            info.sam_features, info.image_embeddings = self.image_embeddings(backbone, image)
+            info.radio_features, info.sam_features, info.image_embeddings = self.image_embeddings(backbone, image)
         with _stage(profiler, "sam_decoder"):
             low, iou, info.mask_inputs, info.point_coords, info.boxes = self.decode(
                 info.image_embeddings, prompts, (h, w), sam_hw, coarse_thresh, mask_coeff
@@ -235,7 +238,6 @@ class SamRefiner:
         return merged.labels, merged.probs, info
 
     # ------------------------------------------------------------------------------------------- API
-    @torch.inference_mode()
     def __call__(
         self,
         radio: nn.Module,
@@ -286,6 +288,7 @@ class SamRefiner:
             refine_message=result.message, extras=extras,
         )
 
+    @torch.inference_mode()
     def refine(
         self,
         radio: nn.Module,
@@ -352,15 +355,15 @@ class _Backbone:
     def __init__(self, radio: nn.Module, scra_tau: float | None, scra: Callable | None) -> None:
         self.radio, self.scra_tau, self.scra = radio, scra_tau, scra
 
-    def __call__(self, x: Tensor) -> Tensor:
-        """x: 1 x 3 x sam_h x sam_w -> RADIO sam features 1 x S x sam_h/16 x sam_w/16 (fp32, CPU)."""
+    def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x: 1 x 3 x sam_h x sam_w -> (RADIO features 1 x C x sam_h/16 x sam_w/16, sam features 1 x S x ...)."""
         device = next(self.radio.parameters()).device
         if self.scra is not None:
             feats = self.radio.forward_spatial(x.to(device), last_attention=self.scra)
         else:
             feats = self.radio.forward_spatial(x.to(device), scra_tau=self.scra_tau)
         head = self.radio.heads["sam"].feature_head
-        return head(feats.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).float().cpu()
+        return feats.float().cpu(), head(feats.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).float().cpu()
 
 
 def resolve_coarse_thresh(value: float | str) -> float:
