@@ -2,6 +2,7 @@
 trunk is ignored; sizes come from tensor shapes; truncated, unsafe or mismatched checkpoints give clear errors."""
 
 import argparse
+import dataclasses
 import pickle
 
 import pytest
@@ -10,7 +11,15 @@ from safetensors.torch import load_file, save_file
 
 from radseg_edge.errors import CheckpointError
 from radseg_edge.export.sam_onnx import example_inputs
-from radseg_edge.models.sam import SamConfig, SamPromptDecoder, load_sam, read_sam_state_dict
+from radseg_edge.models.sam import (
+    SAM_VIT_H,
+    SamConfig,
+    SamPromptDecoder,
+    load_sam,
+    random_sam,
+    read_sam_state_dict,
+    to_official_state_dict,
+)
 from radseg_edge.models.sam_refiner import SamRefiner
 from tests.sam_cases import SAM_WEIGHTS, TINY_SAM_HEADS, load_case, tiny_radio
 
@@ -57,15 +66,26 @@ def test_sizes_are_read_from_tensor_shapes_and_heads_from_the_config():
 
 
 def test_vit_h_shaped_parts_have_the_released_parameter_counts():
-    cfg = SamConfig(encoder_dim=1280, embed_dim=256, mask_in_chans=16, transformer_depth=2, mlp_dim=2048,
-                    attention_internal_dim=128, num_mask_tokens=4, iou_head_dims=(256, 256, 256, 4),
-                    hyper_dims=(256, 256, 256, 32), upscale_dims=(64, 32))
+    cfg = SAM_VIT_H
     sam = SamPromptDecoder(cfg)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(sam.mask_decoder) == 4_058_340  # SAM's published mask-decoder size
     assert count(sam.prompt_encoder) == 6_220
     assert count(sam.neck) == 1280 * 256 + 256 * 256 * 9 + 4 * 256
     assert SamConfig.from_state_dict(sam.state_dict()) == cfg
+
+
+def test_official_names_round_trip_through_a_released_style_pth(tmp_path):
+    small = dataclasses.replace(SAM_VIT_H, encoder_dim=40, embed_dim=32, mlp_dim=64, attention_internal_dim=16,
+                                iou_head_dims=(32, 16, 16, 4), hyper_dims=(32, 32, 32, 4), upscale_dims=(8, 4))
+    sam = random_sam(small, seed=1)
+    sd = to_official_state_dict(sam)
+    assert all(k.startswith(("image_encoder.neck.", "prompt_encoder.", "mask_decoder.")) for k in sd)
+    torch.save(sd, tmp_path / "sam.pth")
+    loaded = load_sam(tmp_path / "sam.pth")
+    assert loaded.config == small
+    for x, y in zip(_outputs(loaded), _outputs(sam), strict=True):
+        assert torch.equal(x, y)
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])

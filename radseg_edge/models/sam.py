@@ -182,6 +182,14 @@ class SamConfig:
         return cfg
 
 
+#: the released SAM ViT-H (sam_vit_h_4b8939.pth) sizes of the parts RADSeg+ keeps.
+SAM_VIT_H = SamConfig(
+    encoder_dim=1280, embed_dim=256, mask_in_chans=16, transformer_depth=2, mlp_dim=2048,
+    attention_internal_dim=128, num_mask_tokens=4, iou_head_dims=(256, 256, 256, 4),
+    hyper_dims=(256, 256, 256, 32), upscale_dims=(64, 32), num_heads=8,
+)
+
+
 def _mlp_dims(sd: dict[str, torch.Tensor], prefix: str) -> tuple[int, ...]:
     n = 0
     while f"{prefix}.{n}.weight" in sd:
@@ -485,6 +493,43 @@ def convert_official_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.
                 out[dst + key[len(src):]] = value
                 break
     return out
+
+
+def to_official_state_dict(model: SamPromptDecoder) -> dict[str, torch.Tensor]:
+    """Our names -> the official ones (inverse of :func:`convert_official_state_dict`)."""
+    inverse = {dst: src for src, dst in _KEEP_PREFIXES.items()}
+    out = {}
+    for key, value in model.state_dict().items():
+        prefix = next(p for p in inverse if key.startswith(p))
+        out[inverse[prefix] + key[len(prefix):]] = value
+    return out
+
+
+def random_sam(config: SamConfig = SAM_VIT_H, seed: int = 0) -> SamPromptDecoder:
+    """The architecture of ``config`` with seeded random weights (benchmarks and tests; not a trained model).
+
+    Linear/Conv weights N(0, 1/fan_in), biases N(0, 0.1^2), norms 1 + N(0, 0.1^2) / N(0, 0.05^2), embeddings
+    and the Fourier matrix N(0, 1) (the fixtures' rule, which keeps mask logits O(1)).
+    """
+    model = SamPromptDecoder(config)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+                fan_in = mod.weight.shape[0] if isinstance(mod, nn.ConvTranspose2d) else mod.weight[0].numel()
+                mod.weight.copy_(torch.randn(mod.weight.shape, generator=gen) / math.sqrt(fan_in))
+                if mod.bias is not None:
+                    mod.bias.copy_(torch.randn(mod.bias.shape, generator=gen) * 0.1)
+            elif isinstance(mod, (nn.LayerNorm, LayerNorm2d)):
+                mod.weight.copy_(1 + 0.1 * torch.randn(mod.weight.shape, generator=gen))
+                mod.bias.copy_(0.05 * torch.randn(mod.bias.shape, generator=gen))
+            elif isinstance(mod, nn.Embedding):
+                mod.weight.copy_(torch.randn(mod.weight.shape, generator=gen))
+            elif isinstance(mod, PositionEmbeddingRandom):
+                mod.positional_encoding_gaussian_matrix.copy_(
+                    torch.randn(mod.positional_encoding_gaussian_matrix.shape, generator=gen)
+                )
+    return model.eval()
 
 
 def _wanted(key: str) -> bool:

@@ -166,7 +166,7 @@ class SamRefiner:
 
         ``backbone`` maps the long-side-1024 image to RADIO features and ``sam`` head features (``_Backbone``).
         """
-        radio_feats, sam_feats = backbone(resize_for_sam(image.cpu()))
+        radio_feats, sam_feats = backbone(resize_for_sam(image))
         return radio_feats, sam_feats, self.sam.embed_image(pad_to_sam_grid(sam_feats))
 
     def decode(
@@ -181,6 +181,8 @@ class SamRefiner:
         )
         coords, labels, boxes = prompt_coordinates(prompts, sam_hw, self.options)
         index = torch.tensor([classes.index(c) for c in prompts.classes.tolist()], dtype=torch.int64)
+        dev = embeddings.device
+        coords, labels, boxes, masks_in, index = (t.to(dev) for t in (coords, labels, boxes, masks_in, index))
         low, iou = self.sam.decode(
             embeddings, coords, labels, boxes, masks_in, index, unbatched_mask_quirk=self.options.unbatched_mask_prompt
         )
@@ -198,8 +200,8 @@ class SamRefiner:
         mask_coeff: float,
         profiler=None,
     ) -> tuple[Tensor, Tensor, ImageRefinement]:
-        """One image: image 1 x 3 x H x W, coarse_probs C x H x W, coarse_labels H x W ->
-        (labels H x W, probs C x H x W, details)."""
+        """One image: image 1 x 3 x H x W (on the model's device), coarse_probs C x H x W and coarse_labels
+        H x W (CPU: prompts are made on the host) -> (labels H x W, probs C x H x W, details)."""
         h, w = coarse_probs.shape[-2:]
         sam_hw = sam_input_size(h, w)
         with _stage(profiler, "sam_prompts"):
@@ -217,7 +219,7 @@ class SamRefiner:
             low, iou, info.mask_inputs, info.point_coords, info.boxes = self.decode(
                 info.image_embeddings, prompts, (h, w), sam_hw, coarse_thresh, mask_coeff
             )
-        valid = iou > iou_thresh
+        valid = (iou > iou_thresh).cpu()
         info.iou, info.valid, info.low_res_logits = iou, valid, low
         info.num_valid_masks = int(valid.sum())
         if info.num_valid_masks == 0:
@@ -226,10 +228,12 @@ class SamRefiner:
             )
             return coarse_labels, coarse_probs, info
         with _stage(profiler, "sam_merge"):
-            logits = postprocess_logits(low[valid], sam_hw, (h, w))[:, 0]
-            failed = prompts.regions[~valid] if info.num_valid_masks < prompts.num_prompts else None
+            dev = low.device
+            logits = postprocess_logits(low[valid.to(dev)], sam_hw, (h, w))[:, 0]
+            failed = prompts.regions[~valid].to(dev) if info.num_valid_masks < prompts.num_prompts else None
             merged = merge_refinement(
-                coarse_probs, coarse_labels, prompts.classes[valid], logits, failed, self.options
+                coarse_probs.to(dev), coarse_labels.to(dev), prompts.classes[valid].to(dev), logits, failed,
+                self.options,
             )
         info.refined = True
         info.failed_area = merged.failed_area
@@ -317,7 +321,9 @@ class SamRefiner:
             )
         self.check_compatible(radio)
         device = coarse_probs.device
-        image = image.float()
+        model_device = next(radio.parameters()).device
+        self.sam.to(model_device)
+        image = image.float().to(model_device)
         coarse_probs = coarse_probs.detach().float().cpu()
         coarse_max, coarse_labels = torch.max(coarse_probs, 1)
         backbone = _Backbone(radio, scra_tau, scra)
@@ -327,10 +333,11 @@ class SamRefiner:
                 backbone, image[b : b + 1], coarse_probs[b], coarse_labels[b], coarse_thresh,
                 minimal_area, iou_thresh, mask_coeff, profiler,
             )
-            labels.append(lab)
-            probs.append(prob)
+            labels.append(lab.to(device))
+            probs.append(prob.to(device))
             infos.append(info)
         labels_t, probs_t = torch.stack(labels), torch.stack(probs)
+        coarse_max = coarse_max.to(device)
         if prediction_thresh > 0:
             ref_max = coarse_max if self.options.coarse_ignore else probs_t.max(1).values
             labels_t = labels_t.masked_fill(ref_max < prediction_thresh, IGNORE_INDEX)
@@ -339,8 +346,8 @@ class SamRefiner:
         else:
             message = infos[0].message
         return RefineResult(
-            probs=probs_t.to(device),
-            labels=labels_t.to(device),
+            probs=probs_t,
+            labels=labels_t,
             refined=any(x.refined for x in infos),
             num_regions=sum(x.num_regions for x in infos),
             num_valid_masks=sum(x.num_valid_masks for x in infos),
@@ -356,14 +363,14 @@ class _Backbone:
         self.radio, self.scra_tau, self.scra = radio, scra_tau, scra
 
     def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x: 1 x 3 x sam_h x sam_w -> (RADIO features 1 x C x sam_h/16 x sam_w/16, sam features 1 x S x ...)."""
-        device = next(self.radio.parameters()).device
+        """x: 1 x 3 x sam_h x sam_w (model device) -> (RADIO features 1 x C x sam_h/16 x sam_w/16,
+        sam features 1 x S x sam_h/16 x sam_w/16), fp32."""
         if self.scra is not None:
-            feats = self.radio.forward_spatial(x.to(device), last_attention=self.scra)
+            feats = self.radio.forward_spatial(x, last_attention=self.scra)
         else:
-            feats = self.radio.forward_spatial(x.to(device), scra_tau=self.scra_tau)
+            feats = self.radio.forward_spatial(x, scra_tau=self.scra_tau)
         head = self.radio.heads["sam"].feature_head
-        return feats.float().cpu(), head(feats.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).float().cpu()
+        return feats.float(), head(feats.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).float()
 
 
 def resolve_coarse_thresh(value: float | str) -> float:
