@@ -61,17 +61,26 @@ def grid_probs(h: int, w: int, regions: int, classes: int = 8) -> torch.Tensor:
     return probs[None]
 
 
-def timed(fn, repeat: int, after_warmup=None) -> tuple[float, object]:
-    fn()  # warm-up
+def interleaved(fns: dict, repeat: int, after_warmup=None) -> dict[str, list[float]]:
+    """Run every function once as a warm-up, then ``repeat`` rounds of all of them in turn (so that load
+    changes on a shared machine hit them alike). Returns ms per round and name."""
+    for fn in fns.values():
+        fn()
     if after_warmup is not None:
         after_warmup()
-    times, out = [], None
+    times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    return times[len(times) // 2], out
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def median(values: list[float]) -> float:
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prompts", default="4,16", help="comma-separated numbers of prompts (regions)")
     ap.add_argument("--crop", type=int, default=336)
     ap.add_argument("--stride", type=int, default=224)
-    ap.add_argument("--repeat", type=int, default=2, help="timed runs after one warm-up (median reported)")
+    ap.add_argument("--repeat", type=int, default=3, help="timed rounds after a warm-up (median reported)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", default=str(RESULTS / "refine"))
     args = ap.parse_args(argv)
@@ -100,23 +109,31 @@ def main(argv: list[str] | None = None) -> int:
     text = torch.nn.functional.normalize(torch.randn(8, seg.embedding_dim, generator=torch.Generator().manual_seed(1)), dim=-1)
     coarse_seg = RADSeg(radio, crop=args.crop, stride=args.stride)
 
-    coarse_ms, _ = timed(lambda: coarse_seg(image, text), args.repeat)
-    rows = []
-    for n in (int(v) for v in args.prompts.split(",")):
+    counts = [int(v) for v in args.prompts.split(",")]
+    profs = {n: StageProfiler() for n in counts}
+    results = {}
+
+    def refine_fn(n):
         probs = grid_probs(h, w, n)
-        prof = StageProfiler()
 
-        def run(probs=probs, prof=prof):
-            return refiner.refine(radio, image, probs, scra_tau=seg.scra_tau, coarse_thresh=0.1, minimal_area=225,
-                                  iou_thresh=-math.inf, profiler=prof)
+        def run():
+            results[n] = refiner.refine(radio, image, probs, scra_tau=seg.scra_tau, coarse_thresh=0.1,
+                                        minimal_area=225, iou_thresh=-math.inf, profiler=profs[n])
+        return run
 
-        refine_ms, res = timed(run, args.repeat, after_warmup=prof.reset)
-        stages = {k: v["p50_ms"] for k, v in prof.summary().items() if k in SAM_STAGES}
+    fns = {"coarse": lambda: coarse_seg(image, text)} | {n: refine_fn(n) for n in counts}
+    times = interleaved(fns, max(args.repeat, 1), after_warmup=lambda: [p.reset() for p in profs.values()])
+    coarse_ms = median(times["coarse"])
+    rows = []
+    for n in counts:
+        ratios = [r / c for r, c in zip(times[n], times["coarse"], strict=True)]
+        stages = {k: v["p50_ms"] for k, v in profs[n].summary().items() if k in SAM_STAGES}
+        refine_ms = median(times[n])
         rows.append({
-            "prompts": res.num_regions, "valid_masks": res.num_valid_masks, "refine_ms": refine_ms,
-            "ratio_to_coarse": refine_ms / coarse_ms, "stages_p50_ms": stages,
+            "prompts": results[n].num_regions, "valid_masks": results[n].num_valid_masks, "refine_ms": refine_ms,
+            "ratio_to_coarse": median(ratios), "ratio_per_round": ratios, "stages_p50_ms": stages,
         })
-        print(f"{res.num_regions:3d} prompts: refinement {refine_ms:8.0f} ms = {refine_ms / coarse_ms:.2f} x coarse "
+        print(f"{n:3d} prompts: refinement {refine_ms:8.0f} ms = {median(ratios):.2f} x coarse ({coarse_ms:.0f} ms) "
               f"({', '.join(f'{k} {v:.0f}' for k, v in stages.items())})")
 
     # the wired pipeline once, for the stage table (prompts come from the random model's coarse output)
@@ -148,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "# RADSeg+ refinement cost (CPU)",
         "",
         f"{args.model}, image {h}x{w} (SAM pass at {sam_h}x{sam_w}), crop {args.crop}/{args.stride}, "
-        f"{args.threads} threads, torch {torch.__version__}, median of {args.repeat} after a warm-up. "
+        f"{args.threads} threads, torch {torch.__version__}, median of {args.repeat} interleaved rounds after a warm-up. "
         "Random weights (timings only).",
         "",
         f"Coarse RADSeg pipeline: **{coarse_ms:.0f} ms** per image.",

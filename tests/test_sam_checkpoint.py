@@ -73,6 +73,8 @@ def test_vit_h_shaped_parts_have_the_released_parameter_counts():
     assert count(sam.prompt_encoder) == 6_220
     assert count(sam.neck) == 1280 * 256 + 256 * 256 * 9 + 4 * 256
     assert SamConfig.from_state_dict(sam.state_dict()) == cfg
+    counts = SamRefiner(sam).parameter_counts(tiny_radio())
+    assert counts["sam:mask_decoder"] == 4_058_340 and sum(counts.values()) - counts["head:sam:feature"] == sam.num_parameters()
 
 
 def test_official_names_round_trip_through_a_released_style_pth(tmp_path):

@@ -140,6 +140,28 @@ def test_radseg_plus_through_the_pipeline_matches_reference():
     assert (res.probs[0] - t["final_seg_probs"][0, 1:]).abs().amax(0)[ok].max() <= 1e-4
 
 
+def test_output_frame_other_than_the_image_size_follows_the_reference_orig_img_size():
+    """Coarse probabilities at another size (RADSeg's output_size): SAM runs on the image, prompts and the
+    merge live in the output frame."""
+    meta, t = load_case("sam_smooth_96x200_coarse0")
+    probs = torch.nn.functional.interpolate(coarse_probs(t), size=(120, 250), mode="bilinear", align_corners=False)
+    res = tiny_refiner().refine(tiny_radio(), t["image"], probs, **refine_kwargs(meta))
+    info = res.images[0]
+    assert info.sam_hw == tuple(meta["images"][0]["sam_input_hw"])  # from the 96 x 200 image
+    assert info.prompts.seg_down.shape == (60, 125) and res.probs.shape == (1, 5, 120, 250)
+    assert res.refined and torch.allclose(info.sam_features, refined("sam_smooth_96x200_coarse0").images[0].sam_features)
+
+
+def test_prompt_batching_does_not_change_the_result():
+    meta, t = load_case("sam_smooth_96x200_coarse0")  # 6 prompts
+    one_by_one = SamRefiner(tiny_refiner().sam, prompt_batch=1).refine(tiny_radio(), t["image"], coarse_probs(t), **refine_kwargs(meta))
+    ref = refined("sam_smooth_96x200_coarse0")
+    assert (one_by_one.images[0].low_res_logits - ref.images[0].low_res_logits).abs().max() <= 1e-5
+    assert torch.equal(one_by_one.images[0].valid, ref.images[0].valid)
+    ok = ~near0_pixels(t, 0, ref.probs.shape[-2:])
+    assert (one_by_one.probs - ref.probs)[0].abs().amax(0)[ok].max() <= 1e-5
+
+
 def test_prediction_threshold_uses_the_coarse_maximum_by_default():
     meta, t = load_case("sam_photo_coffee_75x113")  # prediction_thresh 0.6
     res = refined("sam_photo_coffee_75x113")
@@ -198,7 +220,7 @@ def test_bad_inputs_are_refused_with_clear_errors():
     with pytest.raises(InputError, match="B x 3 x H x W"):
         refiner.refine(radio, t["image"][0], coarse_probs(t))
     with pytest.raises(InputError, match="coarse probabilities"):
-        refiner.refine(radio, t["image"], coarse_probs(t)[..., :-2])
+        refiner.refine(radio, t["image"], coarse_probs(t)[0])
 
     class NoSamHead(torch.nn.Module):
         heads = torch.nn.ModuleDict()

@@ -118,8 +118,11 @@ def _stage(profiler, name: str) -> Iterator[None]:
 class SamRefiner:
     """SAM neck + prompt encoder + mask decoder applied to RADIO ``sam`` features (RADSeg+)."""
 
-    def __init__(self, sam: SamPromptDecoder, options: RefineOptions | None = None) -> None:
+    def __init__(self, sam: SamPromptDecoder, options: RefineOptions | None = None, prompt_batch: int = 32) -> None:
+        """``prompt_batch``: prompts per decoder call (memory: about prompt_batch x 20 MB for SAM ViT-H); the
+        result does not depend on it."""
         self.sam = sam.eval()
+        self.prompt_batch = max(1, int(prompt_batch))
         for p in self.sam.parameters():
             p.requires_grad_(False)
         self.options = options or RefineOptions.reference()
@@ -131,12 +134,13 @@ class SamRefiner:
         num_heads: int = 8,
         radio: nn.Module | None = None,
         options: RefineOptions | None = None,
+        prompt_batch: int = 32,
     ) -> SamRefiner:
         """Load SAM from ``sam_vit_h_4b8939.pth`` (or a safetensors file with the official names).
 
         With ``radio``, checks at once that the SAM neck fits RADIO's ``sam`` head width.
         """
-        refiner = cls(load_sam(path, num_heads=num_heads), options)
+        refiner = cls(load_sam(path, num_heads=num_heads), options, prompt_batch)
         if radio is not None:
             refiner.check_compatible(radio)
         return refiner
@@ -145,6 +149,19 @@ class SamRefiner:
     def num_parameters(self) -> int:
         """Parameters of the SAM path kept by RADSeg+ (neck, prompt encoder, mask decoder)."""
         return self.sam.num_parameters()
+
+    def parameter_counts(self, radio: nn.Module | None = None) -> dict[str, int]:
+        """Parameters per part of the SAM path (for ``info`` / ``bench``); with ``radio``, also its ``sam``
+        feature head (which RADSeg+ runs in addition to the coarse path)."""
+        count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        out = {
+            "sam:neck": count(self.sam.neck),
+            "sam:prompt_encoder": count(self.sam.prompt_encoder),
+            "sam:mask_decoder": count(self.sam.mask_decoder),
+        }
+        if radio is not None:
+            out["head:sam:feature"] = count(radio.heads["sam"].feature_head)
+        return out
 
     def check_compatible(self, radio: nn.Module) -> None:
         """CheckpointError if the SAM neck's input width differs from RADIO's ``sam`` head width."""
@@ -183,9 +200,16 @@ class SamRefiner:
         index = torch.tensor([classes.index(c) for c in prompts.classes.tolist()], dtype=torch.int64)
         dev = embeddings.device
         coords, labels, boxes, masks_in, index = (t.to(dev) for t in (coords, labels, boxes, masks_in, index))
-        low, iou = self.sam.decode(
-            embeddings, coords, labels, boxes, masks_in, index, unbatched_mask_quirk=self.options.unbatched_mask_prompt
-        )
+        n = self.prompt_batch
+        outs = [
+            self.sam.decode(
+                embeddings, coords[i : i + n], labels[i : i + n], boxes[i : i + n], masks_in, index[i : i + n],
+                unbatched_mask_quirk=self.options.unbatched_mask_prompt,
+            )
+            for i in range(0, len(index), n)
+        ]
+        low = torch.cat([o[0] for o in outs]) if len(outs) > 1 else outs[0][0]
+        iou = torch.cat([o[1] for o in outs]) if len(outs) > 1 else outs[0][1]
         return low, iou[:, 0], masks_in, coords, boxes
 
     def refine_image(
@@ -203,7 +227,7 @@ class SamRefiner:
         """One image: image 1 x 3 x H x W (on the model's device), coarse_probs C x H x W and coarse_labels
         H x W (CPU: prompts are made on the host) -> (labels H x W, probs C x H x W, details)."""
         h, w = coarse_probs.shape[-2:]
-        sam_hw = sam_input_size(h, w)
+        sam_hw = sam_input_size(*image.shape[-2:])
         with _stage(profiler, "sam_prompts"):
             prompts = build_prompts(coarse_probs, coarse_labels, coarse_thresh, minimal_area)
         info = ImageRefinement(False, prompts.num_prompts, 0, "", sam_hw, prompts=prompts)
@@ -229,7 +253,8 @@ class SamRefiner:
             return coarse_labels, coarse_probs, info
         with _stage(profiler, "sam_merge"):
             dev = low.device
-            logits = postprocess_logits(low[valid.to(dev)], sam_hw, (h, w))[:, 0]
+            kept, n = low[valid.to(dev)], self.prompt_batch
+            logits = torch.cat([postprocess_logits(kept[i : i + n], sam_hw, (h, w))[:, 0] for i in range(0, len(kept), n)])
             failed = prompts.regions[~valid].to(dev) if info.num_valid_masks < prompts.num_prompts else None
             merged = merge_refinement(
                 coarse_probs.to(dev), coarse_labels.to(dev), prompts.classes[valid].to(dev), logits, failed,
@@ -260,9 +285,12 @@ class SamRefiner:
 
         Args:
             radio: the RADIO model (``forward_spatial`` and ``heads['sam'].feature_head`` are used).
-            image: B x 3 x H x W RGB in [0,1], the ORIGINAL image (not the sliding-window resize).
-            coarse: B x C x H x W coarse probabilities after prompt denoising, or RADSeg's
-                SegmentationResult (its ``probs`` are used).
+            image: B x 3 x H x W RGB in [0,1], the ORIGINAL image (not the sliding-window resize); the SAM
+                pass runs on it at long side 1024.
+            coarse: B x C x H' x W' coarse probabilities after prompt denoising, or RADSeg's
+                SegmentationResult (its ``probs`` are used). H' x W' is the output frame (usually H x W;
+                RADSeg's ``output_size``, the reference's ``orig_img_size``): prompts, masks and the merge
+                live there.
             scra_tau: SCRA temperature of the backbone pass (the same as the coarse path).
             coarse_thresh: uncertainty threshold of the x1/2 coarse map, or a dataset name of
                 :data:`PAPER_COARSE_THRESH` ("voc20", "context59", "coco-stuff171", "cityscapes", "ade20k").
@@ -310,13 +338,9 @@ class SamRefiner:
         """Tensor form of :meth:`__call__`: coarse_probs B x C x H x W -> :class:`RefineResult`."""
         if image.ndim != 4 or image.shape[1] != 3:
             raise InputError(f"image must be B x 3 x H x W RGB in [0,1], got shape {tuple(image.shape)}")
-        if (
-            coarse_probs.ndim != 4
-            or coarse_probs.shape[0] != image.shape[0]
-            or coarse_probs.shape[-2:] != image.shape[-2:]
-        ):
+        if coarse_probs.ndim != 4 or coarse_probs.shape[0] != image.shape[0] or min(coarse_probs.shape[-2:]) < 2:
             raise InputError(
-                f"coarse probabilities must be B x C x H x W with the image's B, H, W {tuple(image.shape)}, "
+                f"coarse probabilities must be B x C x H x W with the image's batch size {image.shape[0]}, "
                 f"got {tuple(coarse_probs.shape)}"
             )
         self.check_compatible(radio)
