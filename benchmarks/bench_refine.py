@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import tempfile
 import time
@@ -81,6 +82,45 @@ def median(values: list[float]) -> float:
     v = sorted(values)
     n = len(v)
     return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
+
+
+def markdown(result: dict) -> str:
+    """The results table of one run (``result`` as saved in refine.json)."""
+    h, w = result["image_hw"]
+    sam_h, sam_w = result["sam_input_hw"]
+    md = [
+        "# RADSeg+ refinement cost (CPU)",
+        "",
+        f"{result['model']}, image {h}x{w} (SAM pass at {sam_h}x{sam_w}), crop {result['crop']}/{result['stride']}, "
+        f"{result['threads']} threads, torch {result['torch']}, median of {result['repeat']} interleaved rounds after "
+        "a warm-up. Random weights (timings only); every mask accepted so the merge always runs.",
+        "",
+        f"Coarse RADSeg pipeline: **{result['coarse_ms']:.0f} ms** per image.",
+        "",
+        "| prompts | refinement ms | x coarse (median) | x coarse (rounds) | " + " | ".join(SAM_STAGES) + " |",
+        "|---|---|---|---|" + "---|" * len(SAM_STAGES),
+    ]
+    for r in result["refine"]:
+        spread = ", ".join(f"{x:.2f}" for x in r["ratio_per_round"])
+        md.append(f"| {r['prompts']} | {r['refine_ms']:.0f} | {r['ratio_to_coarse']:.2f} | {spread} | "
+                  + " | ".join(f"{r['stages_p50_ms'].get(s, 0):.0f}" for s in SAM_STAGES) + " |")
+    p = result["sam_path_parameters"]
+    once = result["pipeline_once"]
+    md += [
+        "",
+        f"SAM-path parameters: SAM neck + prompt encoder + mask decoder "
+        f"{p['sam_neck_prompt_encoder_mask_decoder'] / 1e6:.2f}M, RADIO sam feature head "
+        f"{p['radio_sam_feature_head'] / 1e6:.2f}M.",
+        "",
+        f"`RADSeg(refine='sam')` once through the pipeline ({once['prompts']} prompts from the random model's "
+        "coarse output), stage ms: " + ", ".join(f"{k} {v:.0f}" for k, v in once["stages_ms"].items()) + ".",
+        "",
+        f"Load average during the run: {result.get('load_average', 'not recorded')} "
+        f"({result.get('note', '')}). Absolute times on a shared machine are inflated and noisy; the ratio is "
+        "measured round by round on the same image.",
+        "",
+    ]
+    return "\n".join(md)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,31 +196,14 @@ def main(argv: list[str] | None = None) -> int:
         },
         "pipeline_once": {"prompts": full.extras["refine"].num_regions, "refined": full.refined,
                           "stages_ms": pipeline_stages},
+        "load_average": [round(x, 1) for x in os.getloadavg()],
         "note": "random weights: timings only; the machine may be shared, compare ratios measured in one run",
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    md = [
-        "# RADSeg+ refinement cost (CPU)",
-        "",
-        f"{args.model}, image {h}x{w} (SAM pass at {sam_h}x{sam_w}), crop {args.crop}/{args.stride}, "
-        f"{args.threads} threads, torch {torch.__version__}, median of {args.repeat} interleaved rounds after a warm-up. "
-        "Random weights (timings only).",
-        "",
-        f"Coarse RADSeg pipeline: **{coarse_ms:.0f} ms** per image.",
-        "",
-        "| prompts | refinement ms | x coarse | " + " | ".join(SAM_STAGES) + " |",
-        "|---|---|---|" + "---|" * len(SAM_STAGES),
-    ]
-    for r in rows:
-        md.append(f"| {r['prompts']} | {r['refine_ms']:.0f} | {r['ratio_to_coarse']:.2f} | "
-                  + " | ".join(f"{r['stages_p50_ms'].get(s, 0):.0f}" for s in SAM_STAGES) + " |")
-    p = result["sam_path_parameters"]
-    md += ["", f"SAM-path parameters: SAM neck + prompt encoder + mask decoder "
-               f"{p['sam_neck_prompt_encoder_mask_decoder'] / 1e6:.2f}M, RADIO sam feature head "
-               f"{p['radio_sam_feature_head'] / 1e6:.2f}M.", ""]
-    out.with_suffix(".md").write_text("\n".join(md))
+    md = markdown(result)
+    out.with_suffix(".md").write_text(md)
     print(f"wrote {out.with_suffix('.json')} and .md")
     return 0
 
