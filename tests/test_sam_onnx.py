@@ -4,6 +4,8 @@ ONNX Runtime (<= 1e-4) for 1, 5 and 37 prompts, and for the real prompts of a fi
 import pytest
 import torch
 
+from radseg_edge.core.refine import RefineOptions
+from radseg_edge.errors import InputError
 from radseg_edge.export.sam_onnx import (
     example_inputs,
     export_sam_decoder_onnx,
@@ -11,7 +13,18 @@ from radseg_edge.export.sam_onnx import (
     sam_decoder_session,
 )
 from radseg_edge.models.sam import load_sam
-from tests.sam_cases import SAM_WEIGHTS, TINY_SAM_HEADS, load_case, refined
+from radseg_edge.models.sam_refiner import SamRefiner
+from tests.sam_cases import (
+    SAM_WEIGHTS,
+    TINY_SAM_HEADS,
+    coarse_probs,
+    load_case,
+    near0_pixels,
+    refine_kwargs,
+    refined,
+    tiny_radio,
+    tiny_refiner,
+)
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -50,3 +63,18 @@ def test_onnx_runtime_reproduces_the_refiner_on_fixture_prompts(exported):
     assert (iou[:, 0] - info.iou).abs().max() <= 1e-4
     thresh = load_case("sam_smooth_120x160_full")[0]["settings"]["sam_iou_thresh"]
     assert torch.equal(iou[:, 0] > thresh, info.valid)
+
+
+def test_refiner_with_the_onnx_decoder_matches_the_reference_fixture(exported):
+    sam, session = exported
+    meta, t = load_case("sam_smooth_96x200_coarse0")
+    res = tiny_refiner().with_onnx(session).refine(tiny_radio(), t["image"], coarse_probs(t), **refine_kwargs(meta))
+    info = res.images[0]
+    assert info.image_embeddings is None  # the graph ran the neck
+    assert (info.iou - t["b0_sam_iou_predictions"][:, 0]).abs().max() <= 1e-4
+    assert torch.equal(info.valid.to(torch.uint8), t["b0_sam_valid"])
+    ok = ~near0_pixels(t, 0, res.labels.shape[-2:])
+    assert torch.equal(res.labels[0][ok], t["final_seg_pred"][0, 0].long()[ok] - 1)
+    assert (res.probs[0] - t["final_seg_probs"][0, 1:]).abs().amax(0)[ok].max() <= 1e-4
+    with pytest.raises(InputError, match="un-batched"):
+        SamRefiner(sam, RefineOptions.corrected(), onnx_session=session)

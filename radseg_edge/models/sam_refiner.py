@@ -118,14 +118,29 @@ def _stage(profiler, name: str) -> Iterator[None]:
 class SamRefiner:
     """SAM neck + prompt encoder + mask decoder applied to RADIO ``sam`` features (RADSeg+)."""
 
-    def __init__(self, sam: SamPromptDecoder, options: RefineOptions | None = None, prompt_batch: int = 32) -> None:
+    def __init__(
+        self, sam: SamPromptDecoder, options: RefineOptions | None = None, prompt_batch: int = 32, onnx_session=None
+    ) -> None:
         """``prompt_batch``: prompts per decoder call (memory: about prompt_batch x 20 MB for SAM ViT-H); the
-        result does not depend on it."""
+        result does not depend on it. ``onnx_session``: run neck + prompt encoder + mask decoder with this
+        ONNX Runtime session of :func:`radseg_edge.export.sam_onnx.export_sam_decoder_onnx`'s graph instead of
+        PyTorch (see :meth:`with_onnx`)."""
         self.sam = sam.eval()
         self.prompt_batch = max(1, int(prompt_batch))
+        self.onnx_session = onnx_session
         for p in self.sam.parameters():
             p.requires_grad_(False)
         self.options = options or RefineOptions.reference()
+        if onnx_session is not None and not self.options.unbatched_mask_prompt:
+            raise InputError("the exported SAM graph reproduces the reference's un-batched mask prompt only; "
+                             "use the PyTorch decoder for RefineOptions(unbatched_mask_prompt=False)")
+
+    def with_onnx(self, path_or_session, providers: list[str] | None = None) -> SamRefiner:
+        """The same refiner with the decoder run by ONNX Runtime (an exported .onnx path or a session)."""
+        from radseg_edge.export.sam_onnx import sam_decoder_session
+
+        session = path_or_session if hasattr(path_or_session, "run") else sam_decoder_session(path_or_session, providers)
+        return SamRefiner(self.sam, self.options, self.prompt_batch, onnx_session=session)
 
     @classmethod
     def from_checkpoint(
@@ -184,30 +199,47 @@ class SamRefiner:
         ``backbone`` maps the long-side-1024 image to RADIO features and ``sam`` head features (``_Backbone``).
         """
         radio_feats, sam_feats = backbone(resize_for_sam(image))
+        if self.onnx_session is not None:  # the exported graph runs the neck itself
+            return radio_feats, sam_feats, None
         return radio_feats, sam_feats, self.sam.embed_image(pad_to_sam_grid(sam_feats))
 
     def decode(
-        self, embeddings: Tensor, prompts: Prompts, image_hw: tuple[int, int], sam_hw: tuple[int, int],
-        coarse_thresh: float, mask_coeff: float,
+        self, sam_features: Tensor, embeddings: Tensor | None, prompts: Prompts, image_hw: tuple[int, int],
+        sam_hw: tuple[int, int], coarse_thresh: float, mask_coeff: float,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """All prompts of one image through the decoder: (low-res logits P x 1 x 256 x 256, IoU P, mask
-        inputs K x 1 x 256 x 256, point coords P x 1 x 2, boxes P x 4)."""
+        """All prompts of one image through the decoder, ``prompt_batch`` at a time: (low-res logits
+        P x 1 x 256 x 256, IoU P, mask inputs K x 1 x 256 x 256, point coords P x 1 x 2, boxes P x 4).
+
+        sam_features: 1 x S x h x w RADIO sam features (used by the ONNX graph); embeddings: the neck output
+        (PyTorch path)."""
         classes = prompts.prompted_classes()
         masks_in = mask_prompts(
             prompts.probs_down, classes, image_hw, sam_hw, coarse_thresh, mask_coeff, self.options
         )
         coords, labels, boxes = prompt_coordinates(prompts, sam_hw, self.options)
         index = torch.tensor([classes.index(c) for c in prompts.classes.tolist()], dtype=torch.int64)
-        dev = embeddings.device
+        dev = sam_features.device
         coords, labels, boxes, masks_in, index = (t.to(dev) for t in (coords, labels, boxes, masks_in, index))
+        if self.onnx_session is not None:
+            from radseg_edge.export.sam_onnx import run_sam_decoder_onnx
+
+            padded = pad_to_sam_grid(sam_features)
+
+            def run(sl: slice) -> tuple[Tensor, Tensor]:
+                low, iou = run_sam_decoder_onnx(
+                    self.onnx_session, (padded, coords[sl], labels[sl], boxes[sl], masks_in, index[sl])
+                )
+                return low.to(dev), iou.to(dev)
+        else:
+
+            def run(sl: slice) -> tuple[Tensor, Tensor]:
+                return self.sam.decode(
+                    embeddings, coords[sl], labels[sl], boxes[sl], masks_in, index[sl],
+                    unbatched_mask_quirk=self.options.unbatched_mask_prompt,
+                )
+
         n = self.prompt_batch
-        outs = [
-            self.sam.decode(
-                embeddings, coords[i : i + n], labels[i : i + n], boxes[i : i + n], masks_in, index[i : i + n],
-                unbatched_mask_quirk=self.options.unbatched_mask_prompt,
-            )
-            for i in range(0, len(index), n)
-        ]
+        outs = [run(slice(i, i + n)) for i in range(0, len(index), n)]
         low = torch.cat([o[0] for o in outs]) if len(outs) > 1 else outs[0][0]
         iou = torch.cat([o[1] for o in outs]) if len(outs) > 1 else outs[0][1]
         return low, iou[:, 0], masks_in, coords, boxes
@@ -241,7 +273,7 @@ class SamRefiner:
             info.radio_features, info.sam_features, info.image_embeddings = self.image_embeddings(backbone, image)
         with _stage(profiler, "sam_decoder"):
             low, iou, info.mask_inputs, info.point_coords, info.boxes = self.decode(
-                info.image_embeddings, prompts, (h, w), sam_hw, coarse_thresh, mask_coeff
+                info.sam_features, info.image_embeddings, prompts, (h, w), sam_hw, coarse_thresh, mask_coeff
             )
         valid = (iou > iou_thresh).cpu()
         info.iou, info.valid, info.low_res_logits = iou, valid, low
