@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from radseg_edge.errors import RadsegError
-from radseg_edge.runtime.sources import VIDEO_EXTENSIONS
+from radseg_edge.runtime.sources import VIDEO_EXTENSIONS, opencv_build_info
 
 IMAGE_SEQUENCE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -67,10 +67,7 @@ def display_available() -> bool:
     if os.name == "posix" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         if not Path("/System").exists():  # macOS needs no DISPLAY
             return False
-    for line in cv2.getBuildInformation().splitlines():
-        if line.strip().startswith("GUI:"):
-            return "NONE" not in line.upper()
-    return False
+    return opencv_build_info().get("GUI", "NONE").upper() != "NONE"
 
 
 class DisplaySink(VideoSink):

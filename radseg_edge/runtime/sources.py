@@ -18,6 +18,7 @@ H x W x 3 uint8 **RGB** images.
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import threading
@@ -123,12 +124,21 @@ def _classify_path(path: str, uri: str, options: dict[str, str]) -> SourceSpec:
     return SourceSpec(uri, "file", str(p), options)
 
 
+@functools.lru_cache(maxsize=1)
+def opencv_build_info() -> dict[str, str]:
+    """First word of the 'GStreamer', 'FFMPEG', 'GUI' and 'v4l/v4l2' lines of cv2.getBuildInformation()."""
+    info: dict[str, str] = {}
+    for line in cv2.getBuildInformation().splitlines():
+        key, _, value = line.strip().partition(":")
+        key = {"v4l/v4l2": "V4L/V4L2"}.get(key.lower(), key)
+        if key in ("GStreamer", "FFMPEG", "GUI", "V4L/V4L2") and key not in info:
+            info[key] = value.strip().split()[0] if value.strip() else "?"
+    return info
+
+
 def opencv_has_gstreamer() -> bool:
     """Whether this OpenCV build can open GStreamer pipelines (pip wheels cannot)."""
-    for line in cv2.getBuildInformation().splitlines():
-        if line.strip().startswith("GStreamer:"):
-            return "YES" in line.split(":", 1)[1]
-    return False
+    return opencv_build_info().get("GStreamer", "NO").upper() == "YES"
 
 
 GSTREAMER_HINT = (
