@@ -17,17 +17,19 @@ import numpy as np
 import torch
 
 from radseg_edge.errors import VocabularyError
+from radseg_edge.models.text import Vocabulary
 from radseg_edge.runtime.segmenter import SegmentResult, check_frame
-from radseg_edge.runtime.vocab import ClassVocabulary, validate
+from radseg_edge.runtime.vocab import check_embeddings
 from radseg_edge.utils.profiling import StageProfiler
 
 DIM = 8
 
 
-def random_vocab(names, dim: int = DIM, seed: int = 0) -> ClassVocabulary:
+def random_vocab(names, dim: int = DIM, seed: int = 0) -> Vocabulary:
+    """Random unit text embeddings (K x dim) for ``names`` (the tiny test models have no text tower)."""
     g = torch.Generator().manual_seed(seed)
     emb = torch.nn.functional.normalize(torch.randn(len(names), dim, generator=g), dim=-1)
-    return ClassVocabulary(tuple(names), emb, "test-text-model")
+    return Vocabulary.from_embeddings(list(names), emb, "test-text-model")
 
 
 def frame_image(i: int, h: int = 48, w: int = 64) -> np.ndarray:
@@ -63,7 +65,7 @@ class FakeSegmenter:
     (0-based), e.g. to block until something happened.
     """
 
-    def __init__(self, vocab: ClassVocabulary, delay_s: float = 0.0,
+    def __init__(self, vocab: Vocabulary, delay_s: float = 0.0,
                  before_call: Callable[[int], None] | None = None) -> None:
         self.profiler = StageProfiler()
         self.delay_s = delay_s
@@ -77,8 +79,8 @@ class FakeSegmenter:
     def class_names(self) -> tuple[str, ...]:
         return self._names
 
-    def set_vocabulary(self, vocab: ClassVocabulary) -> None:
-        validate(vocab.names, vocab.embeddings, self.dim)
+    def set_vocabulary(self, vocab: Vocabulary) -> None:
+        check_embeddings(vocab, self.dim)
         if any("forbidden" in n for n in vocab.names):
             raise VocabularyError("the fake model refuses 'forbidden'")
         self._names = tuple(vocab.names)

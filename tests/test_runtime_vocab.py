@@ -15,7 +15,8 @@ from radseg_edge.runtime.live_vocab import VocabularyController, VocabularyFileW
 from radseg_edge.runtime.pipeline import StreamConfig, StreamPipeline
 from radseg_edge.runtime.sinks import MjpegSink
 from radseg_edge.runtime.sources import open_source
-from radseg_edge.runtime.vocab import ClassVocabulary, EmbeddingBank, load_vocabulary_file, parse_class_names
+from radseg_edge.models.text import Vocabulary
+from radseg_edge.runtime.vocab import EmbeddingBank, load_vocabulary_file, parse_class_names
 from tests.runtime_fakes import DIM, FakeSegmenter, random_vocab, write_images
 from tests.test_runtime_sinks import read_mjpeg_frames
 
@@ -49,15 +50,15 @@ def test_bank_resolves_cached_names_and_rejects_unknown_or_mismatched():
     bank = EmbeddingBank()
     bank.add(random_vocab(START + EXTRA))
     v = bank.resolve(["dog", "sky"])
-    assert v.names == ("dog", "sky") and v.embeddings.shape == (2, DIM)
+    assert v.names == ["dog", "sky"] and v.embeddings.shape == (2, DIM)
     torch.testing.assert_close(v.embeddings[0], random_vocab(START + EXTRA).embeddings[4])
     with pytest.raises(VocabularyError, match="no cached text embedding for \\['zebra'\\]"):
         bank.resolve(["dog", "zebra"])
-    with pytest.raises(VocabularyError, match="empty"):
+    with pytest.raises(VocabularyError, match="no class names"):
         bank.resolve([])
     with pytest.raises(VocabularyError, match="duplicate"):
         bank.resolve(["dog", "dog"])
-    with pytest.raises(VocabularyError, match="same text model"):
+    with pytest.raises(VocabularyError, match="dimension"):
         bank.add(random_vocab(["x"], dim=DIM + 1))
 
 
@@ -75,19 +76,20 @@ def test_bank_encodes_new_names_once_with_an_encoder():
     assert calls == [["zebra"]]
 
 
-def test_vocabulary_files_load_from_json_and_pt(tmp_path):
+def test_vocabulary_files_are_cached_and_bad_files_rejected(tmp_path):
     v = random_vocab(["a", "b"])
-    (tmp_path / "v.json").write_text(json.dumps({"names": list(v.names), "embeddings": v.embeddings.tolist()}))
-    torch.save({"names": list(v.names), "embeddings": v.embeddings}, tmp_path / "v.pt")
-    for name in ("v.json", "v.pt"):
-        got = load_vocabulary_file(tmp_path / name)
-        assert got.names == ("a", "b")
-        torch.testing.assert_close(got.embeddings, v.embeddings)
-    (tmp_path / "bad.json").write_text('{"names": ["a"], "embeddings": [[1.0, NaN]]}')
+    path = v.save(tmp_path / "v.safetensors")
+    got = load_vocabulary_file(path)
+    assert got.names == ["a", "b"]
+    torch.testing.assert_close(got.embeddings, v.embeddings)
+    (tmp_path / "junk.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(VocabularyError):
-        load_vocabulary_file(tmp_path / "bad.json")
-    with pytest.raises(VocabularyError, match="does not exist"):
-        load_vocabulary_file(tmp_path / "missing.pt")
+        load_vocabulary_file(tmp_path / "junk.safetensors")
+    with pytest.raises(VocabularyError, match="not found"):
+        load_vocabulary_file(tmp_path / "missing.safetensors")
+    nan = Vocabulary.from_embeddings(["x"], torch.full((1, DIM), float("nan")))
+    with pytest.raises(VocabularyError, match="NaN"):
+        EmbeddingBank().add(nan)
 
 
 def test_vocabulary_change_over_http_takes_effect_mid_stream_and_bad_ones_are_rejected(tmp_path):
@@ -111,10 +113,10 @@ def test_vocabulary_change_over_http_takes_effect_mid_stream_and_bad_ones_are_re
 
         bad = [
             (b'{"classes": ["cat", "zebra"]}', "application/json", "no cached text embedding"),
-            (b'{"classes": []}', "application/json", "empty"),
+            (b'{"classes": []}', "application/json", "no class names"),
             (b"{not json", "application/json", "not valid JSON"),
             (b'{"classes": ["cat", "forbidden"]}', "application/json", "refuses"),  # model-side rejection
-            (b'{"vocab": "/nonexistent/vocab.pt"}', "application/json", "does not exist"),
+            (b'{"vocab": "/nonexistent/vocab.safetensors"}', "application/json", "not found"),
         ]
         for body, ctype, message in bad:
             status, reply = post(sink.port, body, ctype)
@@ -177,7 +179,7 @@ def test_update_of_a_vocabulary_object_with_wrong_dimension_is_rejected_by_the_m
     seg = FakeSegmenter(random_vocab(START))
     bank = EmbeddingBank()
     controller = VocabularyController(seg, bank, log=lambda m: None)
-    fut = controller.submit(ClassVocabulary(("a",), torch.ones(1, DIM + 3)))
+    fut = controller.submit(Vocabulary.from_embeddings(["a"], torch.ones(1, DIM + 3)))
     controller.apply_pending()
     with pytest.raises(VocabularyError, match="dimension"):
         fut.result(0)

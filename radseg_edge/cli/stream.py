@@ -10,7 +10,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from radseg_edge.errors import CheckpointError, VocabularyError
+from radseg_edge.cli._common import (
+    add_model_args,
+    add_radseg_args,
+    load_model_from_args,
+    radseg_options_from_args,
+    resolve_device,
+)
+from radseg_edge.errors import InputError, VocabularyError
 
 BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "tensorrt", "torch-tensorrt")
 
@@ -25,7 +32,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "file://video.mp4, a folder or glob of images, display://0, http://127.0.0.1:8080, null). "
             "Ctrl-C or SIGTERM stops cleanly and prints a summary."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     io = p.add_argument_group("input and output")
     io.add_argument("--source", required=True,
@@ -40,47 +46,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     io.add_argument("--input-height", type=int, default=None, help="camera capture height in pixels (cameras only)")
     io.add_argument("--input-rate", type=float, default=None, help="camera frame rate in frames/s (cameras only)")
     io.add_argument("--reconnect-timeout", type=float, default=60.0,
-                    help="seconds a network source may stay lost (reconnecting with back-off) before the stream ends")
+                    help="seconds a network source may stay lost (reconnecting with back-off) before the stream ends "
+                         "(default 60)")
     io.add_argument("--drop", choices=("auto", "latest", "none"), default="auto",
                     help="stale-frame policy: latest = keep only the newest frame (drop and count the rest), "
-                         "none = segment every frame, auto = latest for live sources, none for files/folders")
+                         "none = segment every frame, auto (default) = latest for live sources, none for files/folders")
     io.add_argument("--max-frames", type=int, default=None, help="stop after this many frames were written")
 
     voc = p.add_argument_group("classes")
     voc.add_argument("--vocab", action="append", default=None, metavar="FILE",
-                     help="vocabulary file (class names + text embeddings); repeatable: all are cached for live "
-                          "changes, the first gives the initial classes unless --classes is set")
-    voc.add_argument("--classes", default=None,
-                     help='initial class names, comma-separated ("person, car, tree"); embeddings come from the '
-                          "--vocab files")
+                     help="vocabulary file from `radseg-edge vocab build`; repeatable: every file is cached for live "
+                          "changes, the first gives the initial classes unless --classes/--classes-file is set")
+    voc.add_argument("--classes", default=None, metavar="'a,b,c'",
+                     help="initial class names, comma-separated; embeddings come from the --vocab files, else from "
+                          "the text tower (needs the text extra)")
+    voc.add_argument("--classes-file", default=None, metavar="FILE", help="initial class names, one per line")
+    voc.add_argument("--text-model", default=None,
+                     help="Hugging Face text tower for names not in any --vocab file (default: the checkpoint's)")
     voc.add_argument("--vocab-watch", default=None, metavar="FILE",
                      help="watch this file (a class list .txt or a vocabulary file) and switch classes when it changes")
     voc.add_argument("--no-http-vocab", action="store_true",
                      help="do not serve POST/GET /vocab next to an http:// MJPEG sink")
 
-    model = p.add_argument_group("model")
-    src = model.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", default=None, help="RADIO checkpoint file (.pth.tar / .safetensors)")
-    src.add_argument("--model", default=None, help="RADIO model name understood by radseg_edge.load_radio")
-    model.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
-                       help="inference backend; auto picks TensorRT when built and usable, else PyTorch")
-    model.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    model.add_argument("--crop", type=int, default=None, help="sliding-window crop size in pixels (RADSeg default if unset)")
-    model.add_argument("--stride", type=int, default=None, help="sliding-window stride in pixels (RADSeg default if unset)")
-    model.add_argument("--scra-tau", type=float, default=None, help="SCRA temperature (RADSeg default if unset)")
-    model.add_argument("--scga-tau", type=float, default=None, help="SCGA temperature (RADSeg default if unset)")
-    model.add_argument("--threshold", type=float, default=None,
-                       help="probability below which a pixel gets no class (RADSeg default if unset)")
+    add_model_args(p)
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                   help="inference backend (default auto: a TensorRT engine matching this GPU when one builds, else PyTorch)")
+    add_radseg_args(p)
 
     out = p.add_argument_group("display and measurement")
     out.add_argument("--no-overlay", action="store_true", help="write the input frames without masks (measure I/O)")
     out.add_argument("--no-stats", action="store_true", help="do not draw FPS and per-stage latency on the overlay")
-    out.add_argument("--alpha", type=float, default=0.5, help="mask opacity in [0, 1]")
+    out.add_argument("--alpha", type=float, default=0.5, help="mask opacity in [0, 1] (default 0.5)")
     out.add_argument("--profile", default=None, metavar="OUT.json",
                      help="write the profile (per-stage p50/p90/p99, FPS, drops, end-to-end, telemetry) as JSON "
                           "and the per-stage table as CSV beside it")
     out.add_argument("--no-telemetry", action="store_true", help="do not sample jtop (Jetson power/temperature)")
-    out.add_argument("--telemetry-interval", type=float, default=0.5, help="jtop sampling interval in seconds")
+    out.add_argument("--telemetry-interval", type=float, default=0.5, help="jtop sampling interval in seconds (default 0.5)")
     out.add_argument("--status", type=float, default=0.0, metavar="SECONDS",
                      help="print a status line every SECONDS (0 = only the final summary)")
     p.set_defaults(func=run)
@@ -90,13 +91,8 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _radseg_options(args: argparse.Namespace) -> dict:
-    opts = {"crop": args.crop, "stride": args.stride, "scra_tau": args.scra_tau, "scga_tau": args.scga_tau,
-            "prediction_thresh": args.threshold}
-    return {k: v for k, v in opts.items() if v is not None}
-
-
 def _initial_vocabulary(args: argparse.Namespace, bank):
+    from radseg_edge.models.text import read_class_file
     from radseg_edge.runtime.vocab import load_vocabulary_file, parse_class_names
 
     vocabs = [load_vocabulary_file(v) for v in (args.vocab or [])]
@@ -104,16 +100,18 @@ def _initial_vocabulary(args: argparse.Namespace, bank):
         bank.add(v)
     if args.classes:
         return bank.resolve(parse_class_names(args.classes))
+    if args.classes_file:
+        return bank.resolve(read_class_file(args.classes_file))
     if vocabs:
         return vocabs[0]
     watch = Path(args.vocab_watch) if args.vocab_watch else None
-    if watch is not None and watch.suffix.lower() in ("", ".txt", ".names", ".csv") and watch.is_file():
-        return bank.resolve(parse_class_names(watch.read_text()))
     if watch is not None and watch.is_file():
-        v = load_vocabulary_file(watch)
-        bank.add(v)
-        return v
-    raise VocabularyError("no classes: give --vocab FILE (names + embeddings), optionally with --classes \"a, b\"")
+        if watch.suffix.lower() == ".safetensors":
+            v = load_vocabulary_file(watch)
+            bank.add(v)
+            return v
+        return bank.resolve(parse_class_names(watch.read_text()))
+    raise VocabularyError("no classes: give --vocab FILE, --classes 'a,b,c' or --classes-file FILE")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -124,17 +122,23 @@ def run(args: argparse.Namespace) -> int:
     from radseg_edge.runtime.sinks import MjpegSink, display_available, open_sink
     from radseg_edge.runtime.sources import Backoff, open_source, parse_source
     from radseg_edge.runtime.telemetry import TelemetrySampler
-    from radseg_edge.runtime.vocab import EmbeddingBank
+    from radseg_edge.runtime.vocab import EmbeddingBank, lazy_text_encoder
 
-    checkpoint = args.checkpoint or args.model
-    if checkpoint is None:
-        raise CheckpointError(
-            "no model: give --checkpoint FILE (e.g. tests/fixtures/tiny_radio.pth.tar) or --model NAME"
-        )
     source_spec = parse_source(args.source)  # a bad --source fails before the model is loaded
-    bank = EmbeddingBank()
+    checkpoint = args.checkpoint or args.model
+    backend = args.backend
+    if args.random_weights and backend not in ("auto", "torch"):
+        raise InputError("--random-weights builds a PyTorch model: use --backend torch")
+    device = str(resolve_device(args.device))
+    radio = None
+    if backend == "torch" or (backend == "auto" and (args.random_weights or not device.startswith("cuda"))):
+        radio = load_model_from_args(args)  # loaded here so that the text tower id is known
+        backend = "torch"
+    text_model = args.text_model or (radio.text_model_id if radio is not None else None)
+    bank = EmbeddingBank(encoder=lazy_text_encoder(text_model, device="cpu") if text_model else None)
     vocab = _initial_vocabulary(args, bank)
-    segmenter = make_segmenter(args.backend, checkpoint, vocab, device=args.device, **_radseg_options(args))
+    segmenter = make_segmenter(backend, checkpoint, vocab, device=device, radio=radio if radio is not None else (lambda: load_model_from_args(args)),
+                               **radseg_options_from_args(args))
     for reason in getattr(segmenter, "fallback_reasons", []):
         _log(f"backend auto: {reason}")
 
@@ -170,8 +174,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if watcher is not None:
             watcher.stop()
-    profile["run"] = {"source": args.source, "sinks": sink_uris, "backend": args.backend,
-                      "segmenter": type(segmenter).__name__, "checkpoint": checkpoint, "device": args.device}
+    profile["run"] = {"source": args.source, "sinks": sink_uris, "backend": backend,
+                      "segmenter": type(segmenter).__name__, "checkpoint": checkpoint, "device": device,
+                      "kernels": getattr(getattr(segmenter, "model", None), "kernels_name", None)}
     _log(format_summary(profile))
     if args.profile:
         json_path, csv_path = write_profile(profile, args.profile)

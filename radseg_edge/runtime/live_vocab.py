@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from radseg_edge.errors import RadsegError, VocabularyError
-from radseg_edge.runtime.vocab import ClassVocabulary, EmbeddingBank, load_vocabulary_file, parse_class_names
+from radseg_edge.models.text import Vocabulary
+from radseg_edge.runtime.vocab import EmbeddingBank, load_vocabulary_file, parse_class_names
 
 #: extensions read as plain class-name lists (anything else is a vocabulary file with embeddings).
 NAME_LIST_EXTENSIONS = ("", ".txt", ".names", ".csv")
@@ -38,12 +39,12 @@ class VocabularyController:
         self.frame_index = 0  # frames segmented so far (set by the pipeline)
         self.history: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._pending: list[tuple[ClassVocabulary, Future, str]] = []
+        self._pending: list[tuple[Vocabulary, Future, str]] = []
 
     # ----- caller side (HTTP thread, file watcher) -----
-    def resolve(self, request: Sequence[str] | str | Path | ClassVocabulary) -> ClassVocabulary:
+    def resolve(self, request: Sequence[str] | str | Path | Vocabulary) -> Vocabulary:
         """Names (list or 'a, b' text), a vocabulary file path, or a vocabulary -> a vocabulary (or VocabularyError)."""
-        if isinstance(request, ClassVocabulary):
+        if isinstance(request, Vocabulary):
             return request
         if isinstance(request, Path):
             return self._from_file(request)
@@ -51,7 +52,7 @@ class VocabularyController:
             return self.bank.resolve(parse_class_names(request))
         return self.bank.resolve(list(request))
 
-    def _from_file(self, path: Path) -> ClassVocabulary:
+    def _from_file(self, path: Path) -> Vocabulary:
         if path.suffix.lower() in NAME_LIST_EXTENSIONS:
             if not path.is_file():
                 raise VocabularyError(f"class list {str(path)!r} does not exist")
@@ -60,7 +61,7 @@ class VocabularyController:
         self.bank.add(vocab)
         return vocab
 
-    def submit(self, request: Sequence[str] | str | Path | ClassVocabulary, origin: str = "api") -> Future:
+    def submit(self, request: Sequence[str] | str | Path | Vocabulary, origin: str = "api") -> Future:
         """Resolve now, apply at the next frame. The future's result is the new class names (or the error)."""
         fut: Future = Future()
         try:
@@ -73,7 +74,7 @@ class VocabularyController:
             self._pending.append((vocab, fut, origin))
         return fut
 
-    def update(self, request: Sequence[str] | str | Path | ClassVocabulary, origin: str = "api",
+    def update(self, request: Sequence[str] | str | Path | Vocabulary, origin: str = "api",
                timeout: float = 10.0) -> dict[str, Any]:
         """Submit and wait for the worker to apply it: a JSON-able reply ``{"ok", "classes", "error"?}``."""
         fut = self.submit(request, origin)

@@ -17,17 +17,21 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from radseg_edge.errors import EngineError, InputError, MissingDependencyError, RadsegError
-from radseg_edge.runtime.vocab import ClassVocabulary, validate
+from radseg_edge.models.text import Vocabulary
+from radseg_edge.runtime.vocab import check_embeddings
 from radseg_edge.utils.profiling import StageProfiler
 
-#: backend names accepted by :func:`make_segmenter`, in the order ``auto`` tries them.
+#: backend names accepted by :func:`make_segmenter`.
 BACKENDS = ("tensorrt", "torch-tensorrt", "onnxruntime", "torch")
+#: what ``auto`` tries, in order, on a CUDA device (on the CPU it takes torch directly).
+AUTO_CUDA_ORDER = ("tensorrt", "torch-tensorrt")
 
 
 @dataclass
@@ -47,7 +51,7 @@ class Segmenter(Protocol):
 
     def __call__(self, frame_rgb: np.ndarray) -> SegmentResult: ...
 
-    def set_vocabulary(self, vocab: ClassVocabulary) -> None: ...
+    def set_vocabulary(self, vocab: Vocabulary) -> None: ...
 
 
 def check_frame(frame_rgb: np.ndarray) -> None:
@@ -60,43 +64,44 @@ def check_frame(frame_rgb: np.ndarray) -> None:
 
 
 class TorchSegmenter:
-    """RADSeg in PyTorch (the lead's :class:`radseg_edge.RADSeg`) behind the :class:`Segmenter` interface.
+    """RADSeg in PyTorch (:class:`radseg_edge.RADSeg`) behind the :class:`Segmenter` interface.
 
     Args:
-        checkpoint: RADIO checkpoint path or model name understood by ``radseg_edge.load_radio``.
+        checkpoint: a checkpoint path / model name for ``radseg_edge.load_radio``, a loaded ``RadioModel``,
+            or a zero-argument function returning one.
         vocab: initial vocabulary (names + K x D embeddings of the model's language head).
         device: "cpu", "cuda", "cuda:1" ...
         profiler: receives the model stages (preprocess, backbone, stitch, scga, head, postprocess).
-        radseg_options: passed to ``RADSeg`` (crop, stride, scra_tau, scga_tau, denoise, ...).
+        radseg_options: passed to ``RADSeg`` (crop, stride, scra_tau, scga_tau, denoise, kernels, ...).
     """
 
     def __init__(
         self,
-        checkpoint: str,
-        vocab: ClassVocabulary,
+        checkpoint: Any,
+        vocab: Vocabulary,
         device: str = "cpu",
         profiler: StageProfiler | None = None,
         **radseg_options: Any,
     ) -> None:
-        import radseg_edge
+        from radseg_edge import RADSeg, load_radio
 
-        if not hasattr(radseg_edge, "RADSeg") or not hasattr(radseg_edge, "load_radio"):
-            raise EngineError("this radseg_edge has no RADSeg/load_radio yet: the torch backend cannot be built")
         self.device = torch.device(device)
         self.profiler = profiler if profiler is not None else StageProfiler(device=self.device)
-        radio = radseg_edge.load_radio(checkpoint)
-        radio = radio.to(self.device).eval()
-        self.model = radseg_edge.RADSeg(radio, profiler=self.profiler, **radseg_options)
-        self._dim: int | None = None
+        if isinstance(checkpoint, (str, Path)):
+            radio = load_radio(checkpoint, device=self.device)
+        elif isinstance(checkpoint, torch.nn.Module):
+            radio = checkpoint
+        else:  # a zero-argument loader, called only when the torch backend is really built
+            radio = checkpoint()
+        self.model = RADSeg(radio.to(self.device), profiler=self.profiler, **radseg_options)
+        self.text_model = radio.text_model_id
         self.set_vocabulary(vocab)
 
-    def set_vocabulary(self, vocab: ClassVocabulary) -> None:
+    def set_vocabulary(self, vocab: Vocabulary) -> None:
         """Swap the classes; raises :class:`VocabularyError` and keeps the old ones if ``vocab`` is unusable."""
-        vocab = ClassVocabulary.from_any(vocab)
-        validate(vocab.names, vocab.embeddings, self._dim)
+        check_embeddings(vocab, self.model.embedding_dim, self.text_model)
         emb = vocab.embeddings.to(self.device, torch.float32)
-        self._state = (vocab.names, emb)  # one assignment: a frame sees the old or the new pair, never a mix
-        self._dim = int(emb.shape[1])
+        self._state = (tuple(vocab.names), emb)  # one assignment: a frame sees the old or the new pair, never a mix
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -107,8 +112,7 @@ class TorchSegmenter:
         check_frame(frame_rgb)
         names, emb = self._state
         res = self.model(frame_rgb, emb)
-        labels = res.labels[0] if res.labels.ndim == 3 else res.labels
-        return SegmentResult(labels=labels.cpu().numpy(), class_names=names)
+        return SegmentResult(labels=res.labels[0].cpu().numpy(), class_names=names)
 
 
 def _backend_module(name: str):
@@ -131,33 +135,37 @@ _EXTRAS = {"tensorrt": "trt", "torch-tensorrt": "trt", "onnxruntime": "onnx"}
 
 def make_segmenter(
     backend: str,
-    checkpoint: str,
-    vocab: ClassVocabulary,
+    checkpoint: Any,
+    vocab: Vocabulary,
     device: str = "auto",
     profiler: StageProfiler | None = None,
+    radio: Any = None,
     **radseg_options: Any,
 ) -> Segmenter:
     """Build the segmenter for ``backend`` ("torch", "onnxruntime", "tensorrt", "torch-tensorrt" or "auto").
 
-    ``auto`` takes the first backend of :data:`BACKENDS` that builds on this machine (TensorRT backends
-    only with CUDA), falling back to PyTorch.
+    ``checkpoint``: a path or model name. ``radio``: for the torch backend, a loaded ``RadioModel`` or a
+    zero-argument function returning one (used instead of loading ``checkpoint``).
+
+    ``auto`` on a CUDA device takes the first of :data:`AUTO_CUDA_ORDER` that builds (an engine matching
+    this GPU), else PyTorch; on the CPU it takes PyTorch. The reasons for passing over a backend are
+    kept in the segmenter's ``fallback_reasons``.
     """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if backend == "auto":
         errors = []
-        for name in BACKENDS[:-1]:
-            if name != "onnxruntime" and not device.startswith("cuda"):
-                continue
+        for name in AUTO_CUDA_ORDER if device.startswith("cuda") else ():
             try:
                 return make_segmenter(name, checkpoint, vocab, device, profiler, **radseg_options)
             except RadsegError as exc:
                 errors.append(f"{name}: {exc}")
-        seg = make_segmenter("torch", checkpoint, vocab, device, profiler, **radseg_options)
+        seg = make_segmenter("torch", checkpoint, vocab, device, profiler, radio, **radseg_options)
         seg.fallback_reasons = errors  # type: ignore[attr-defined]
         return seg
     if backend == "torch":
-        return TorchSegmenter(checkpoint, vocab, device=device, profiler=profiler, **radseg_options)
+        return TorchSegmenter(radio if radio is not None else checkpoint, vocab, device=device, profiler=profiler,
+                              **radseg_options)
     if backend not in BACKENDS:
         raise EngineError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)} or auto")
     module = _backend_module(backend)
@@ -170,6 +178,7 @@ def make_segmenter(
 
 
 __all__ = [
+    "AUTO_CUDA_ORDER",
     "BACKENDS",
     "SegmentResult",
     "Segmenter",

@@ -1,138 +1,62 @@
-"""Class vocabularies for streaming: names + text embeddings, and a bank of cached embeddings.
+"""Cached class embeddings for streaming: switching vocabularies mid-stream without re-encoding.
 
 A live vocabulary change names classes; their text embeddings come from the :class:`EmbeddingBank`
-(every vocabulary file loaded so far, plus an optional text encoder). Nothing is re-encoded when a
-class was seen before, so switching vocabularies mid-stream costs one tensor copy.
+(every :class:`~radseg_edge.models.text.Vocabulary` loaded so far, plus an optional text encoder
+for names never seen, itself backed by the on-disk per-class cache of ``Vocabulary.build``). A class
+seen before costs one tensor copy.
 
 Embeddings are K x D float32 tensors (one row per class, in the order of ``names``).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from radseg_edge.errors import VocabularyError
+from radseg_edge.models.text import UNSPECIFIED, Vocabulary, validate_names
 
 #: encodes class names into K x D embeddings (e.g. the SigLIP2 text tower with prompt templates).
-TextEncoder = Callable[[Sequence[str]], torch.Tensor]
+TextEncoderFn = Callable[[Sequence[str]], torch.Tensor]
 
 
-@dataclass(frozen=True)
-class ClassVocabulary:
-    """K class names and their K x D text embeddings (fp32). Duck-compatible with ``radseg_edge.Vocabulary``."""
-
-    names: tuple[str, ...]
-    embeddings: torch.Tensor
-    text_model: str = ""
-
-    def __post_init__(self) -> None:
-        validate(self.names, self.embeddings)
-
-    @classmethod
-    def from_any(cls, vocab: object) -> ClassVocabulary:
-        """Wrap anything with ``.names`` and ``.embeddings`` (e.g. ``radseg_edge.Vocabulary``)."""
-        if isinstance(vocab, cls):
-            return vocab
-        names = getattr(vocab, "names", None)
-        emb = getattr(vocab, "embeddings", None)
-        if names is None or emb is None:
-            raise VocabularyError(
-                f"expected a vocabulary with .names and .embeddings, found {type(vocab).__name__}"
-            )
-        return cls(tuple(str(n) for n in names), torch.as_tensor(emb).float(), str(getattr(vocab, "text_model", "")))
-
-
-def validate(names: Sequence[str], embeddings: torch.Tensor, dim: int | None = None) -> None:
-    """Raise :class:`VocabularyError` unless names and K x D embeddings form a usable vocabulary."""
-    if len(names) == 0:
-        raise VocabularyError("the vocabulary is empty: give at least one class name")
-    blank = [i for i, n in enumerate(names) if not str(n).strip()]
-    if blank:
-        raise VocabularyError(f"class names must not be blank (positions {blank})")
-    seen: set[str] = set()
-    dups = sorted({n for n in names if n in seen or seen.add(n)})  # type: ignore[func-returns-value]
-    if dups:
-        raise VocabularyError(f"duplicate class names {dups}: each class must be named once")
-    if embeddings.ndim != 2 or embeddings.shape[0] != len(names):
+def check_embeddings(vocab: Vocabulary, dim: int | None = None, text_model: str | None = None) -> None:
+    """Raise :class:`VocabularyError` unless ``vocab`` has finite K x ``dim`` embeddings from ``text_model``."""
+    if not isinstance(getattr(vocab, "embeddings", None), torch.Tensor) or not hasattr(vocab, "names"):
+        raise VocabularyError(f"expected a Vocabulary (names + embeddings), found {type(vocab).__name__}")
+    if dim is not None and vocab.embeddings.shape[1] != dim:
         raise VocabularyError(
-            f"expected {len(names)} x D text embeddings for {len(names)} classes, found shape {tuple(embeddings.shape)}"
-        )
-    if dim is not None and embeddings.shape[1] != dim:
-        raise VocabularyError(
-            f"text embeddings have dimension {embeddings.shape[1]} but the model expects {dim}: "
+            f"text embeddings have dimension {vocab.embeddings.shape[1]} but the model expects {dim}: "
             "the vocabulary was made with another text model"
         )
-    if not torch.isfinite(embeddings).all():
+    if text_model and vocab.text_model not in (UNSPECIFIED, "", text_model):
+        raise VocabularyError(
+            f"vocabulary was built with text model {vocab.text_model} but the model expects {text_model}"
+        )
+    if not torch.isfinite(vocab.embeddings).all():
         raise VocabularyError("text embeddings contain NaN or infinity: rebuild the vocabulary file")
 
 
 def parse_class_names(text: str) -> list[str]:
-    """Class names from 'a, b, c' or one name per line (blank lines and '#' comments skipped)."""
+    """Class names from 'a, b, c' or one name per line ('#' comments and blank lines skipped)."""
     lines = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
     lines = [ln for ln in lines if ln]
     if len(lines) == 1 and "," in lines[0]:
-        lines = [p.strip() for p in lines[0].split(",")]
-    return [n for n in lines if n]
+        lines = [p.strip() for p in lines[0].split(",") if p.strip()]
+    return validate_names(lines)
 
 
-def load_vocabulary_file(path: str | Path) -> ClassVocabulary:
-    """Load a vocabulary file (names + embeddings) with ``radseg_edge.Vocabulary.load`` when available.
-
-    Without it, a ``.json`` file ``{"names": [...], "embeddings": [[...], ...], "text_model": "..."}``
-    or a ``.pt``/``.safetensors`` file with an ``embeddings`` tensor and a ``names`` list are read.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise VocabularyError(f"vocabulary file {str(p)!r} does not exist")
-    try:
-        from radseg_edge import Vocabulary  # type: ignore[attr-defined]
-    except ImportError:
-        Vocabulary = None  # noqa: N806 - the lead's class, not yet present on every branch
-    if Vocabulary is not None:
-        try:
-            return ClassVocabulary.from_any(Vocabulary.load(p))
-        except VocabularyError:
-            raise
-        except Exception as exc:  # a foreign format: fall through to the plain readers
-            if p.suffix.lower() not in (".json", ".pt"):
-                raise VocabularyError(f"cannot read vocabulary file {str(p)!r}: {exc}") from exc
-    try:
-        if p.suffix.lower() == ".json":
-            data = json.loads(p.read_text())
-        elif p.suffix.lower() == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(p), "pt") as f:
-                meta = f.metadata() or {}
-                data = {
-                    "embeddings": f.get_tensor("embeddings"),
-                    "names": json.loads(meta.get("names", "[]")),
-                    "text_model": meta.get("text_model", ""),
-                }
-        else:
-            data = torch.load(p, map_location="cpu", weights_only=True)
-        return ClassVocabulary(
-            tuple(str(n) for n in data["names"]),
-            torch.as_tensor(data["embeddings"], dtype=torch.float32),
-            str(data.get("text_model", "")),
-        )
-    except VocabularyError:
-        raise
-    except Exception as exc:
-        raise VocabularyError(
-            f"cannot read vocabulary file {str(p)!r} ({type(exc).__name__}: {exc}); expected names and embeddings"
-        ) from exc
+def load_vocabulary_file(path: str | Path) -> Vocabulary:
+    """A vocabulary file written by ``radseg-edge vocab build`` / ``Vocabulary.save``."""
+    return Vocabulary.load(path)
 
 
 class EmbeddingBank:
-    """Cache of class-name -> D-dim text embedding, filled from vocabulary files and an optional encoder."""
+    """Class name -> D-dim text embedding, filled from vocabularies and (optionally) an encoder."""
 
-    def __init__(self, encoder: TextEncoder | None = None, text_model: str = "") -> None:
+    def __init__(self, encoder: TextEncoderFn | None = None, text_model: str = UNSPECIFIED) -> None:
         self.encoder = encoder
         self.text_model = text_model
         self.dim: int | None = None
@@ -148,37 +72,41 @@ class EmbeddingBank:
     def names(self) -> list[str]:
         return list(self._cache)
 
-    def add(self, vocab: ClassVocabulary) -> None:
-        """Remember every class of ``vocab`` (all vocabularies in one bank must share D and text model)."""
-        if self.dim is not None and vocab.embeddings.shape[1] != self.dim:
-            raise VocabularyError(
-                f"vocabulary has {vocab.embeddings.shape[1]}-dim embeddings but earlier ones had {self.dim}: "
-                "all vocabularies of a stream must come from the same text model"
-            )
-        if self.text_model and vocab.text_model and vocab.text_model != self.text_model:
-            raise VocabularyError(
-                f"vocabulary was encoded with {vocab.text_model!r} but the stream uses {self.text_model!r}"
-            )
+    def add(self, vocab: Vocabulary) -> None:
+        """Remember every class of ``vocab`` (all vocabularies of a bank share D and the text model)."""
+        check_embeddings(vocab, self.dim, None if self.text_model == UNSPECIFIED else self.text_model)
         self.dim = int(vocab.embeddings.shape[1])
-        self.text_model = self.text_model or vocab.text_model
+        if self.text_model == UNSPECIFIED:
+            self.text_model = vocab.text_model
         for name, row in zip(vocab.names, vocab.embeddings, strict=True):
             self._cache[name] = row.detach().float().cpu().clone()
 
-    def resolve(self, names: Sequence[str]) -> ClassVocabulary:
+    def resolve(self, names: Sequence[str]) -> Vocabulary:
         """A vocabulary for ``names``: cached embeddings, the rest from the encoder (if there is one)."""
-        names = [str(n).strip() for n in names]
-        if not names:
-            raise VocabularyError("the vocabulary is empty: give at least one class name")
+        names = validate_names(names)
         missing = [n for n in names if n not in self._cache]
         if missing:
             if self.encoder is None:
                 known = ", ".join(sorted(self._cache)[:20]) or "none"
                 raise VocabularyError(
-                    f"no cached text embedding for {missing} and no text encoder is loaded; "
-                    f"known classes: {known}. Load a vocabulary file containing them (--vocab / POST {{'vocab': path}})"
+                    f"no cached text embedding for {missing} and no text encoder is loaded; known classes: {known}. "
+                    "Load a vocabulary file containing them (--vocab FILE, or POST {\"vocab\": path})"
                 )
             encoded = torch.as_tensor(self.encoder(missing)).float()
-            validate(missing, encoded, self.dim)
-            self.add(ClassVocabulary(tuple(missing), encoded, self.text_model))
-        emb = torch.stack([self._cache[n] for n in names])
-        return ClassVocabulary(tuple(names), emb, self.text_model)
+            self.add(Vocabulary.from_embeddings(missing, encoded, self.text_model))
+        return Vocabulary.from_embeddings(names, torch.stack([self._cache[n] for n in names]), self.text_model)
+
+
+def lazy_text_encoder(model_id: str, device: str = "cpu") -> TextEncoderFn:
+    """An encoder function that loads the Hugging Face text tower on first use and embeds names with the
+    prompt templates of ``Vocabulary.build`` (its per-class disk cache makes repeated names free)."""
+    state: dict[str, object] = {}
+
+    def encode(names: Sequence[str]) -> torch.Tensor:
+        from radseg_edge.models.text import TextEncoder
+
+        if "encoder" not in state:
+            state["encoder"] = TextEncoder.from_pretrained(model_id, device=device)
+        return Vocabulary.build(list(names), state["encoder"]).embeddings  # type: ignore[arg-type]
+
+    return encode
