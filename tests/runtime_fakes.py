@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from radseg_edge.errors import VocabularyError
-from radseg_edge.models.text import Vocabulary
+from radseg_edge.models.text import UNSPECIFIED, Vocabulary
 from radseg_edge.runtime.segmenter import SegmentResult, check_frame
 from radseg_edge.runtime.vocab import check_embeddings
 from radseg_edge.utils.profiling import StageProfiler
@@ -25,11 +25,11 @@ from radseg_edge.utils.profiling import StageProfiler
 DIM = 8
 
 
-def random_vocab(names, dim: int = DIM, seed: int = 0) -> Vocabulary:
+def random_vocab(names, dim: int = DIM, seed: int = 0, text_model: str = UNSPECIFIED) -> Vocabulary:
     """Random unit text embeddings (K x dim) for ``names`` (the tiny test models have no text tower)."""
     g = torch.Generator().manual_seed(seed)
     emb = torch.nn.functional.normalize(torch.randn(len(names), dim, generator=g), dim=-1)
-    return Vocabulary.from_embeddings(list(names), emb, "test-text-model")
+    return Vocabulary.from_embeddings(list(names), emb, text_model)
 
 
 def frame_image(i: int, h: int = 48, w: int = 64) -> np.ndarray:

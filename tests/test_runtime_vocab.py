@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from radseg_edge.errors import VocabularyError
+from radseg_edge.models.text import Vocabulary
 from radseg_edge.runtime.live_vocab import VocabularyController, VocabularyFileWatcher
 from radseg_edge.runtime.pipeline import StreamConfig, StreamPipeline
 from radseg_edge.runtime.sinks import MjpegSink
 from radseg_edge.runtime.sources import open_source
-from radseg_edge.models.text import Vocabulary
 from radseg_edge.runtime.vocab import EmbeddingBank, load_vocabulary_file, parse_class_names
 from tests.runtime_fakes import DIM, FakeSegmenter, random_vocab, write_images
 from tests.test_runtime_sinks import read_mjpeg_frames

@@ -50,12 +50,16 @@ def parse_nv_tegra_release(text: str) -> str | None:
 
 
 def jetpack_for_l4t(l4t: str) -> str | None:
-    """JetPack release for an L4T version ('36.4.3' -> '6.2'); a '36.4.x' not in the table -> '6.1+'."""
+    """JetPack release for an L4T version ('36.4.3' -> '6.2'); an unlisted one -> the nearest older listed
+    release of the same L4T major.minor with '+' ('36.4.9' -> '6.2.1+'); None if nothing is close."""
     if l4t in L4T_TO_JETPACK:
         return L4T_TO_JETPACK[l4t]
-    major_minor = ".".join(l4t.split(".")[:2])
-    known = sorted((k for k in L4T_TO_JETPACK if k.startswith(major_minor + ".")), reverse=True)
-    return f"{L4T_TO_JETPACK[known[-1]]}+" if known else None
+
+    def key(v: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in v.split(".") if x.isdigit())
+
+    same_line = [k for k in L4T_TO_JETPACK if k.split(".")[:2] == l4t.split(".")[:2] and key(k) <= key(l4t)]
+    return f"{L4T_TO_JETPACK[max(same_line, key=key)]}+" if same_line else None
 
 
 def _import(name: str):

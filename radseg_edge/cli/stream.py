@@ -62,7 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "the text tower (needs the text extra)")
     voc.add_argument("--classes-file", default=None, metavar="FILE", help="initial class names, one per line")
     voc.add_argument("--text-model", default=None,
-                     help="Hugging Face text tower for names not in any --vocab file (default: the checkpoint's)")
+                     help="Hugging Face text tower for names not in any --vocab file (default: the checkpoint's; "
+                          "'none': only names from --vocab files)")
     voc.add_argument("--vocab-watch", default=None, metavar="FILE",
                      help="watch this file (a class list .txt or a vocabulary file) and switch classes when it changes")
     voc.add_argument("--no-http-vocab", action="store_true",
@@ -135,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         radio = load_model_from_args(args)  # loaded here so that the text tower id is known
         backend = "torch"
     text_model = args.text_model or (radio.text_model_id if radio is not None else None)
+    text_model = None if str(text_model).lower() == "none" else text_model
     bank = EmbeddingBank(encoder=lazy_text_encoder(text_model, device="cpu") if text_model else None)
     vocab = _initial_vocabulary(args, bank)
     segmenter = make_segmenter(backend, checkpoint, vocab, device=device, radio=radio if radio is not None else (lambda: load_model_from_args(args)),
