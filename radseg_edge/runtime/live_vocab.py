@@ -162,7 +162,8 @@ def _parse_http_request(body: bytes, content_type: str) -> Sequence[str] | str |
 
 
 class VocabularyFileWatcher:
-    """Polls a file (class list or vocabulary file) and submits it whenever its mtime or size changes."""
+    """Polls a file (class list or vocabulary file) and submits it whenever its mtime or size changed
+    and then stayed the same for one polling interval."""
 
     def __init__(self, path: str | Path, controller: VocabularyController, interval: float = 0.5) -> None:
         self.path = Path(path)
@@ -184,11 +185,14 @@ class VocabularyFileWatcher:
         return self
 
     def _run(self) -> None:
+        seen = self._last
         while not self._stop.wait(self.interval):
             stamp = self._stamp()
-            if stamp is not None and stamp != self._last:
+            # submit once a change has been stable for one interval (editors write files in several steps)
+            if stamp is not None and stamp == seen and stamp != self._last:
                 self._last = stamp
                 self.controller.submit(self.path, origin=f"watch:{self.path.name}")
+            seen = stamp
 
     def stop(self) -> None:
         self._stop.set()

@@ -362,11 +362,14 @@ class ReconnectingSource(VideoSource):
             self.inner.close()
             self.inner = None
         t_lost = time.monotonic()
-        for delay in self.backoff.delays():
-            if time.monotonic() - t_lost + delay > self.backoff.give_up_after:
-                self.log(f"source {self.spec.uri}: lost for {self.backoff.give_up_after:.0f} s, giving up")
+        self.log(f"source {self.spec.uri}: stream lost, reconnecting with back-off")
+        for attempt, delay in enumerate(self.backoff.delays(), start=1):
+            lost_for = time.monotonic() - t_lost
+            if lost_for + delay > self.backoff.give_up_after:
+                self.log(f"source {self.spec.uri}: no stream for {lost_for:.1f} s "
+                         f"(limit {self.backoff.give_up_after:g} s), giving up")
                 return False
-            self.log(f"source {self.spec.uri}: stream lost, reconnecting in {delay:.1f} s")
+            self.log(f"source {self.spec.uri}: reconnect attempt {attempt} in {delay:.2f} s")
             if self.stop.wait(delay):
                 return False
             try:
@@ -375,6 +378,7 @@ class ReconnectingSource(VideoSource):
                 self.log(f"source {self.spec.uri}: {exc}")
                 continue
             self.reconnects += 1
+            self.log(f"source {self.spec.uri}: reconnected")
             return True
         return False  # pragma: no cover - the generator is infinite
 
