@@ -94,6 +94,14 @@ def test_slow_model_on_a_live_source_drops_stale_frames_and_counts_them(tmp_path
     assert fr["dropped"] >= n - 2 and 1 <= fr["processed"] <= 2
 
 
+def test_a_paced_file_uses_the_live_drop_policy(tmp_path, no_thread_leak):
+    video = write_video(tmp_path / "v.avi", 8, "MJPG", fps=40.0)
+    prof = run(open_source(str(video), realtime=0), FakeSegmenter(random_vocab(NAMES), delay_s=0.03))
+    fr = prof["frames"]
+    assert prof["drop_policy"] == "latest" and fr["processed"] >= 1
+    assert fr["captured"] == fr["processed"] + fr["dropped"] + fr["unprocessed_at_stop"]
+
+
 def test_stage_means_add_up_to_end_to_end_latency(tmp_path, no_thread_leak):
     video = write_video(tmp_path / "a.avi", 20, "MJPG")
     prof = run(open_source(str(video)), FakeSegmenter(random_vocab(NAMES), delay_s=0.002))

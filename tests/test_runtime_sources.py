@@ -191,3 +191,17 @@ def test_http_source_reads_an_mjpeg_server_and_reconnects_after_it_restarts():
     finally:
         src.close()
         shutdown(server)
+
+
+def test_realtime_playback_makes_a_file_behave_like_a_camera(tmp_path):
+    video = write_video(tmp_path / "v.avi", 6, "MJPG", fps=50.0)
+    src = open_source(str(video), realtime=0)  # the file's own rate
+    assert src.live and src.fps == pytest.approx(50.0)
+    frames = []
+    while (f := src.read()) is not None:
+        frames.append(f)
+    assert 1 <= len(frames) <= 6
+    assert [f.index for f in frames] == sorted({f.index for f in frames}) and frames[-1].index <= 5
+    assert all(a.t_start <= b.t_start for a, b in zip(frames, frames[1:]))
+    with pytest.raises(SourceError, match="positive"):
+        open_source(str(video), realtime=-1.0)

@@ -42,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          "frames/%%06d.jpg for images, http://127.0.0.1:PORT (MJPEG; use 0.0.0.0 to expose), null. "
                          "Default: display://0 if a display exists, else null")
     io.add_argument("--loop", action="store_true", help="restart video files and image folders at their end")
+    io.add_argument("--realtime", type=float, nargs="?", const=0.0, default=None, metavar="FPS",
+                    help="play a video file or image folder at FPS frames/s (no value: the file's own rate) like a "
+                         "live camera, dropping the frames the model cannot keep up with")
     io.add_argument("--input-width", type=int, default=None, help="camera capture width in pixels (cameras only)")
     io.add_argument("--input-height", type=int, default=None, help="camera capture height in pixels (cameras only)")
     io.add_argument("--input-rate", type=float, default=None, help="camera frame rate in frames/s (cameras only)")
@@ -145,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
         _log(f"backend auto: {reason}")
 
     source = open_source(source_spec, loop=args.loop, width=args.input_width, height=args.input_height,
-                         framerate=args.input_rate, backoff=Backoff(give_up_after=args.reconnect_timeout), log=_log)
+                         framerate=args.input_rate, backoff=Backoff(give_up_after=args.reconnect_timeout), log=_log,
+                         realtime=args.realtime)
     sink_uris = args.sink or (["display://0"] if display_available() else ["null"])
     if not args.sink and sink_uris == ["null"]:
         _log("no display: writing to the null sink (pick one with --sink, e.g. http://127.0.0.1:8080)")

@@ -62,7 +62,7 @@ class StreamConfig:
     overlay: bool = True
     overlay_stats: bool = True
     alpha: float = 0.5
-    render_queue: int = 2
+    render_queue: int = 1
     status_interval: float = 0.0
     handle_signals: bool = True
 
@@ -70,7 +70,7 @@ class StreamConfig:
 class FrameSlot:
     """Capture -> inference hand-off: keep-newest (counting drops) or a small blocking FIFO."""
 
-    def __init__(self, keep_latest: bool, capacity: int = 2) -> None:
+    def __init__(self, keep_latest: bool, capacity: int = 1) -> None:
         self.keep_latest = keep_latest
         self.capacity = 1 if keep_latest else max(1, capacity)
         self._items: list[Frame] = []
@@ -93,6 +93,13 @@ class FrameSlot:
             self._items.append(frame)
             self._cond.notify_all()
             return True
+
+    def wait_for_space(self) -> bool:
+        """Block until a frame can be stored without waiting (False if stopped). Reading only then keeps a
+        blocking reader from holding a decoded frame that ages while it waits."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.keep_latest or len(self._items) < self.capacity or self._stopped)
+            return not self._stopped
 
     def get(self, timeout: float) -> Frame | None:
         """The next frame, or None after ``timeout`` s / at the end of the stream (see :attr:`finished`)."""
@@ -204,7 +211,7 @@ class StreamPipeline:
     # ----- threads -----
     def _capture(self) -> None:
         try:
-            while not self.stop_event.is_set():
+            while not self.stop_event.is_set() and self.slot.wait_for_space():
                 frame = self.source.read()
                 if frame is None:
                     break

@@ -387,6 +387,49 @@ class ReconnectingSource(VideoSource):
             self.inner.close()
 
 
+class PacedSource(VideoSource):
+    """Plays a file or image folder at ``fps`` frames/s, like a camera: a frame "arrives" at its scheduled
+    time (``t_start``), whether or not anyone is ready for it. Marks the source as live, so the pipeline
+    drops stale frames exactly as it would for a camera."""
+
+    def __init__(self, inner: VideoSource, fps: float) -> None:
+        if fps <= 0:
+            raise SourceError(f"playback rate must be positive, found {fps}")
+        self.inner = inner
+        self.spec = inner.spec
+        self.fps = fps
+        self._t0: float | None = None
+        self._n = 0
+
+    @property
+    def live(self) -> bool:
+        return True
+
+    def read(self) -> Frame | None:
+        if self._t0 is None:
+            self._t0 = time.perf_counter()
+        due = self._t0 + self._n / self.fps
+        now = time.perf_counter()
+        if due > now:
+            time.sleep(due - now)
+        else:  # the reader fell behind: skip the frames a camera would have overwritten
+            while due + 1.0 / self.fps <= now:
+                if self.inner.read() is None:
+                    return None
+                self._n += 1
+                due = self._t0 + self._n / self.fps
+        frame = self.inner.read()
+        if frame is None:
+            return None
+        frame.t_start = min(due, frame.t_start)  # latency counts from the frame's arrival
+        frame.index = self._n
+        self._n += 1
+        return frame
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def open_source(
     uri: str | SourceSpec,
     loop: bool = False,
@@ -396,9 +439,16 @@ def open_source(
     backoff: Backoff | None = None,
     stop: threading.Event | None = None,
     log: Callable[[str], None] = print,
+    realtime: float | None = None,
 ) -> VideoSource:
-    """Open a source URI (see the module table). Network sources reconnect with back-off."""
+    """Open a source URI (see the module table). Network sources reconnect with back-off.
+
+    ``realtime``: play a file or image folder at this many frames/s like a camera (0: the file's own rate).
+    """
     spec = uri if isinstance(uri, SourceSpec) else parse_source(uri)
+    if realtime is not None and spec.kind in ("file", "images"):
+        inner = open_source(spec, loop=loop)
+        return PacedSource(inner, realtime or inner.fps or 30.0)
     if spec.kind == "images":
         return ImageFolderSource(spec, loop=loop)
 
