@@ -99,6 +99,22 @@ def test_image_folder_and_glob_are_sorted_and_loop(tmp_path):
         open_source(str(tmp_path / "*.jpg"))
 
 
+def test_unreadable_images_are_skipped_and_reported(tmp_path):
+    folder = write_images(tmp_path / "seq", 3, ".png")
+    (folder / "0001.png").write_bytes(b"corrupt")
+    logs: list[str] = []
+    src = open_source(str(folder), log=logs.append)
+    indices = []
+    while (f := src.read()) is not None:
+        indices.append(f.index)
+    assert indices == [0, 1] and src.skipped == [str(folder / "0001.png")] and "0001.png" in logs[0]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.jpg").write_bytes(b"corrupt")
+    with pytest.raises(SourceError, match="could be read"):
+        open_source(str(bad), loop=True, log=logs.append).read()
+
+
 class _Flaky(VideoSource):
     """Gives ``n`` frames then ends (a dropped network stream)."""
 
@@ -202,6 +218,6 @@ def test_realtime_playback_makes_a_file_behave_like_a_camera(tmp_path):
         frames.append(f)
     assert 1 <= len(frames) <= 6
     assert [f.index for f in frames] == sorted({f.index for f in frames}) and frames[-1].index <= 5
-    assert all(a.t_start <= b.t_start for a, b in zip(frames, frames[1:]))
+    assert all(a.t_start <= b.t_start for a, b in zip(frames, frames[1:], strict=False))
     with pytest.raises(SourceError, match="positive"):
         open_source(str(video), realtime=-1.0)

@@ -170,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
                 s.add_route("POST", "/vocab", controller.http_post)
                 s.add_route("GET", "/vocab", controller.http_get)
             _log(f"MJPEG stream at {s.url}/stream (viewer: {s.url}/)")
+            if s.host not in ("127.0.0.1", "localhost", "::1"):
+                _log(f"warning: the MJPEG server (and POST /vocab) is reachable from the network on {s.host}")
     watcher = VocabularyFileWatcher(args.vocab_watch, controller).start() if args.vocab_watch else None
     config = StreamConfig(drop=args.drop, max_frames=args.max_frames, overlay=not args.no_overlay,
                           overlay_stats=not args.no_stats, alpha=args.alpha, status_interval=args.status)

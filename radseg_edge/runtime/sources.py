@@ -183,11 +183,16 @@ class VideoSource:
 
 
 class ImageFolderSource(VideoSource):
-    """Images of a folder (sorted by name), a glob pattern, or one image file; optionally looped."""
+    """Images of a folder (sorted by name), a glob pattern, or one image file; optionally looped.
 
-    def __init__(self, spec: SourceSpec, loop: bool = False) -> None:
+    An unreadable image is skipped (``skipped`` lists it, ``log`` reports it); if none is readable the
+    source ends with a :class:`SourceError`.
+    """
+
+    def __init__(self, spec: SourceSpec, loop: bool = False, log: Callable[[str], None] = print) -> None:
         self.spec = spec
         self.loop = loop
+        self.log = log
         loc = spec.location
         if Path(loc).is_dir():
             files = [str(p) for p in sorted(Path(loc).iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS]
@@ -198,24 +203,31 @@ class ImageFolderSource(VideoSource):
         if not files:
             raise SourceError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {loc!r}")
         self.files = files
+        self.skipped: list[str] = []
         self._pos = 0
         self._count = 0
 
     def read(self) -> Frame | None:
-        while True:
+        for _ in range(2 * len(self.files) + 1):  # at most one full pass of unreadable files
             if self._pos >= len(self.files):
-                if not self.loop:
-                    return None
+                if not self.loop or self._count == 0:
+                    break
                 self._pos = 0
             t0 = time.perf_counter()
             path = self.files[self._pos]
             self._pos += 1
             bgr = cv2.imread(path, cv2.IMREAD_COLOR)
             if bgr is None:
-                raise SourceError(f"cannot decode image {path!r} (corrupt or not an image)")
+                if path not in self.skipped:
+                    self.skipped.append(path)
+                    self.log(f"skipping {path}: not a readable image")
+                continue
             frame = Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self._count, t0, time.perf_counter())
             self._count += 1
             return frame
+        if self._count == 0:
+            raise SourceError(f"none of the {len(self.files)} image(s) in {self.spec.location!r} could be read")
+        return None
 
 
 class OpenCVSource(VideoSource):
@@ -447,10 +459,10 @@ def open_source(
     """
     spec = uri if isinstance(uri, SourceSpec) else parse_source(uri)
     if realtime is not None and spec.kind in ("file", "images"):
-        inner = open_source(spec, loop=loop)
+        inner = open_source(spec, loop=loop, log=log)
         return PacedSource(inner, realtime or inner.fps or 30.0)
     if spec.kind == "images":
-        return ImageFolderSource(spec, loop=loop)
+        return ImageFolderSource(spec, loop=loop, log=log)
 
     def opener() -> VideoSource:
         return OpenCVSource(spec, loop=loop, width=width, height=height, framerate=framerate)
