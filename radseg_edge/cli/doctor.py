@@ -98,28 +98,30 @@ def check_torch(jetson: bool) -> list[Check]:
     return checks
 
 
+def _module_check(name: str, module: str, disables: str, install: str) -> tuple[Check, object | None]:
+    """'ok' with the module's version, or 'missing' with what it disables and how to install it."""
+    mod = _import(module)
+    if mod is None:
+        return Check(name, "missing", "not importable", disables, install), None
+    return Check(name, "ok", str(getattr(mod, "__version__", "?"))), mod
+
+
 def check_tensorrt(jetson: bool) -> list[Check]:
-    out = []
-    trt = _import("tensorrt")
-    if trt is None:
-        out.append(Check("tensorrt", "missing", "not importable", "--backend tensorrt and engine building",
-                         "JetPack ships it: sudo apt install python3-libnvinfer (use the system Python)" if jetson
-                         else "pip install tensorrt (or pip install 'radseg-edge[trt]')"))
-    else:
-        version = getattr(trt, "__version__", "?")
-        major_minor = tuple(int(x) for x in re.findall(r"\d+", version)[:2]) or (0, 0)
+    trt_check, trt = _module_check(
+        "tensorrt", "tensorrt", "--backend tensorrt and engine building",
+        "JetPack ships it: sudo apt install python3-libnvinfer (use the system Python)" if jetson
+        else "pip install tensorrt (or pip install 'radseg-edge[trt]')")
+    if trt is not None:
+        major_minor = tuple(int(x) for x in re.findall(r"\d+", trt_check.found)[:2]) or (0, 0)
         note = "Python plugins (QDP) available" if major_minor >= (10, 7) else "no Python plugins (QDP needs >= 10.7)"
         if major_minor >= (11, 0):
             note = "strongly typed only: FP16 via AutoCast/converted ONNX, INT8 via Q/DQ ONNX"
-        out.append(Check("tensorrt", "ok", f"{version} ({note})"))
-    tt = _import("torch_tensorrt")
-    if tt is None:
-        out.append(Check("torch-tensorrt", "missing", "not importable", "--backend torch-tensorrt",
-                         "Jetson: NVIDIA's torch-tensorrt wheel for your JetPack" if jetson
-                         else "pip install torch-tensorrt (the build matching your torch)"))
-    else:
-        out.append(Check("torch-tensorrt", "ok", getattr(tt, "__version__", "?")))
-    return out
+        trt_check.found += f" ({note})"
+    tt_check, _ = _module_check(
+        "torch-tensorrt", "torch_tensorrt", "--backend torch-tensorrt",
+        "Jetson: NVIDIA's torch-tensorrt wheel for your JetPack" if jetson
+        else "pip install torch-tensorrt (the build matching your torch)")
+    return [trt_check, tt_check]
 
 
 def check_onnxruntime(cuda: bool, jetson: bool) -> Check:
@@ -212,16 +214,11 @@ def check_jtop() -> Check:
 
 
 def check_optional() -> list[Check]:
-    out = []
-    tr = _import("transformers")
-    out.append(Check("transformers", "ok", tr.__version__) if tr is not None else
-               Check("transformers", "missing", "not importable", "encoding new class names (cached vocabularies still work)",
-                     "pip install 'radseg-edge[text]'"))
-    mo = _import("modelopt")
-    out.append(Check("modelopt", "ok", getattr(mo, "__version__", "?")) if mo is not None else
-               Check("modelopt", "missing", "not importable", "INT8 Q/DQ quantization for TensorRT",
-                     "pip install 'radseg-edge[quant]'"))
-    return out
+    return [
+        _module_check("transformers", "transformers", "encoding new class names (cached vocabularies still work)",
+                      "pip install 'radseg-edge[text]'")[0],
+        _module_check("modelopt", "modelopt", "INT8 Q/DQ quantization for TensorRT", "pip install 'radseg-edge[quant]'")[0],
+    ]
 
 
 def collect_checks() -> list[Check]:
