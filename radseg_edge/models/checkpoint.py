@@ -56,7 +56,9 @@ def _safe_torch_load(path: Path) -> Any:
                 f"{path}: the file asks to unpickle a disallowed object{what}; radseg-edge never executes code "
                 "from checkpoints. Use an official RADIO/SAM file or convert it to safetensors."
             ) from None
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({msg.splitlines()[0][:200]})") from None
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (truncated or corrupt file, or another format)"
+        ) from None
     except Exception as exc:  # zip/EOF/format errors of a truncated or foreign file
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint file ({first}); download it again") from None
