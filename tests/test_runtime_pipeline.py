@@ -162,6 +162,26 @@ def test_stop_from_another_thread_joins_everything(tmp_path, no_thread_leak):
     assert not t.is_alive() and result["stop_reason"] == "test" and result["frames"]["processed"] >= 2
 
 
+def test_frames_segmented_before_a_stop_are_still_written(tmp_path, no_thread_leak):
+    folder = write_images(tmp_path / "imgs", 3)
+    holder: dict = {}
+
+    class SlowSink(NullSink):
+        def write(self, frame_rgb):
+            time.sleep(0.05)  # rendering lags behind inference: segmented frames wait in the queue
+            super().write(frame_rgb)
+
+    def stop_at_fourth(i):
+        if i == 3:
+            holder["p"].stop("test")
+
+    sink = SlowSink()
+    seg = FakeSegmenter(random_vocab(NAMES), before_call=stop_at_fourth)
+    holder["p"] = StreamPipeline(open_source(str(folder), loop=True), seg, [sink], log=lambda m: None)
+    prof = holder["p"].run()
+    assert sink.frames == 3 and prof["frames"]["processed"] == 3 and len(seg.calls) == 4
+
+
 @pytest.mark.skipif(os.name != "posix", reason="SIGTERM semantics")
 def test_sigterm_ends_the_stream_cleanly_with_a_summary(tmp_path, no_thread_leak):
     folder = write_images(tmp_path / "imgs", 3)

@@ -267,8 +267,9 @@ class StreamPipeline:
                 self.results.put(item, timeout=0.05)
                 return True
             except queue.Full:
-                if force and self.stop_event.is_set():
-                    try:  # make room: the render thread is gone or about to be
+                render = self._threads[2] if len(self._threads) == 3 else None
+                if force and (render is None or (render.ident is not None and not render.is_alive())):
+                    try:  # make room: nobody will take the queued frame any more
                         self.results.get_nowait()
                     except queue.Empty:
                         pass
