@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,3 +68,45 @@ def test_unknown_class_without_text_tower_is_a_clear_error(tmp_path, capsys, mon
                  "--classes", "sky, zebra", "--text-model", "none", "--sink", "null", "--device", "cpu"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "no cached text embedding for ['zebra']" in err[0]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_stops_the_cli_cleanly_with_a_summary_and_profile(tmp_path):
+    """The real command in a subprocess: MJPEG on a free loopback port, a frame fetched, then SIGINT."""
+    folder = write_images(tmp_path / "imgs", 3)
+    vocab = random_vocab(["sky", "road"], dim=64).save(tmp_path / "v.safetensors")
+    cmd = [sys.executable, "-m", "radseg_edge", "stream", "--source", str(folder), "--loop", "--checkpoint", TINY,
+           "--vocab", str(vocab), "--sink", "http://127.0.0.1:0", "--crop", "64", "--stride", "32",
+           "--device", "cpu", "--profile", str(tmp_path / "p.json")]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]), HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        port = None
+        for _ in range(200):  # bounded: the line comes once the model is loaded
+            line = proc.stderr.readline()
+            if not line:
+                break
+            m = re.search(r"MJPEG stream at http://127\.0\.0\.1:(\d+)/stream", line)
+            if m:
+                port = int(m.group(1))
+                break
+        assert port, "the command did not start its MJPEG server"
+        for _ in range(100):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/frame.jpg")
+            resp = conn.getresponse()
+            body = resp.read()
+            conn.close()
+            if resp.status == 200:
+                break
+        assert body[:2] == b"\xff\xd8"  # a JPEG
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "SIGINT: stopping" in err and "processed" in err
+    prof = json.loads((tmp_path / "p.json").read_text())
+    assert prof["stop_reason"] == "SIGINT" and prof["frames"]["processed"] >= 1

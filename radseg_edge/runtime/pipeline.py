@@ -455,6 +455,10 @@ def build_profile(p: StreamPipeline) -> dict[str, Any]:
                 "relative_error": abs(stage_sum - float(e2e.mean())) / max(float(e2e.mean()), 1e-12),
             },
         })
+    model_prof = getattr(p.segmenter, "profiler", None)
+    if isinstance(model_prof, StageProfiler) and model_prof.info:
+        out["model"] = {k: v if isinstance(v, (str, int, float, bool)) or v is None else str(v)
+                        for k, v in model_prof.info.items()}
     if p.vocab is not None:
         out["vocabulary"] = {"classes": list(p.segmenter.class_names), "changes": p.vocab.history}
     if p.telemetry is not None:
