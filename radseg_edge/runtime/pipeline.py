@@ -2,11 +2,12 @@
 
 Three joined (non-daemon) threads hand frames on through bounded buffers:
 
-    capture  --FrameSlot-->  inference  --Queue(2)-->  render + sinks
+    capture  --FrameSlot(1)-->  inference  --Queue(1)-->  render + sinks
 
-* Live sources (cameras, network streams): the slot keeps only the newest frame; a frame replaced
-  before inference took it is *dropped* and counted. Files and image folders: the slot blocks the
-  reader instead (every frame is segmented). ``drop="latest"``/``"none"`` overrides this.
+* Live sources (cameras, network streams, paced files): the slot keeps only the newest frame; a frame
+  replaced before inference took it is *dropped* and counted. Files and image folders: the reader
+  waits until the slot has room before it reads (every frame is segmented, none ages in the reader).
+  ``drop="latest"``/``"none"`` overrides this.
 * Shutdown on end of stream, ``max_frames``, a sink asking to stop (window closed), Ctrl-C or
   SIGTERM, or an error in any thread (re-raised by :meth:`StreamPipeline.run` after all threads joined).
 
