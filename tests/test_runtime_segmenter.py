@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from radseg_edge.errors import EngineError, InputError, MissingDependencyError, VocabularyError
+from radseg_edge.errors import EngineError, InputError, VocabularyError
 from radseg_edge.runtime import segmenter as segmod
 from radseg_edge.runtime.pipeline import StreamConfig, StreamPipeline
-from radseg_edge.runtime.segmenter import Segmenter, TorchSegmenter, make_segmenter
+from radseg_edge.runtime.segmenter import BackendSegmenter, Segmenter, TorchSegmenter, make_segmenter
 from radseg_edge.runtime.sinks import NullSink
 from radseg_edge.runtime.sources import open_source
 from radseg_edge.utils.profiling import StageProfiler
@@ -74,47 +73,69 @@ def test_tiny_model_streams_a_video_with_model_stages_profiled(tmp_path):
     assert out["accounting"]["relative_error"] <= 0.05
 
 
-def test_auto_on_cpu_is_torch_and_unknown_backends_are_refused(monkeypatch):
-    class Seg:
+class _FakeExported:
+    """Stands in for an exported backend: backend(frame, vocabulary) -> result with 1 x H x W labels."""
+
+    name = "onnxruntime"
+
+    def __init__(self):
+        self.texts = []
+
+    def __call__(self, image, text=None):
+        self.texts.append(list(text.names))
+        h, w = image.shape[:2]
+        return type("R", (), {"labels": torch.full((1, h, w), len(text.names) - 1, dtype=torch.int64)})()
+
+
+def test_exported_backend_is_wrapped_and_gets_the_live_vocabulary(monkeypatch):
+    made = []
+
+    def make_backend(name, export_dir=None, vocabulary=None, **options):
+        made.append((name, export_dir, options))
+        return _FakeExported()
+
+    monkeypatch.setattr(segmod, "_make_backend", lambda: make_backend)
+    seg = make_segmenter("onnxruntime", "ckpt", random_vocab(["a", "b", "c"]), device="cpu", export_dir="exp",
+                         backend_options={"providers": "cpu"})
+    assert isinstance(seg, BackendSegmenter) and made == [("onnxruntime", "exp", {"providers": "cpu"})]
+    frame = np.zeros((20, 30, 3), np.uint8)
+    assert seg(frame).labels.shape == (20, 30) and int(seg(frame).labels.max()) == 2
+    seg.set_vocabulary(random_vocab(["x", "y"]))
+    assert seg(frame).class_names == ("x", "y") and seg.backend.texts[-1] == ["x", "y"]
+    with pytest.raises(VocabularyError, match="dimension"):
+        seg.set_vocabulary(random_vocab(["z"], dim=3))
+    assert seg.class_names == ("x", "y")
+
+
+def test_auto_prefers_an_export_and_falls_back_to_torch_with_reasons(monkeypatch):
+    class Torch:
         pass
 
-    tried = []
-    monkeypatch.setattr(segmod, "_backend_module", lambda name: tried.append(name))
-    monkeypatch.setattr(segmod, "TorchSegmenter", lambda *a, **k: Seg())
-    seg = make_segmenter("auto", "ckpt", None, device="cpu")
-    assert isinstance(seg, Seg) and tried == [] and seg.fallback_reasons == []
+    monkeypatch.setattr(segmod, "TorchSegmenter", lambda *a, **k: Torch())
+    seg = make_segmenter("auto", "ckpt", random_vocab(["a"]), device="cpu")
+    assert isinstance(seg, Torch) and "no --export-dir" in seg.fallback_reasons[0]
+
+    def failing(name, **kw):
+        raise InputError("no available backend can run exp")
+
+    monkeypatch.setattr(segmod, "_make_backend", lambda: failing)
+    seg = make_segmenter("auto", "ckpt", random_vocab(["a"]), device="cpu", export_dir="exp")
+    assert isinstance(seg, Torch) and "no available backend" in seg.fallback_reasons[0]
+
+    monkeypatch.setattr(segmod, "_make_backend", lambda: lambda name, **kw: _FakeExported())
+    assert isinstance(make_segmenter("auto", "ckpt", random_vocab(["a"]), device="cpu", export_dir="exp"),
+                      BackendSegmenter)
+
+
+def test_unavailable_backends_are_clear_errors(monkeypatch):
     with pytest.raises(EngineError, match="unknown backend"):
         make_segmenter("openvino", "ckpt", None, device="cpu")
-
-
-def test_missing_backend_module_or_dependency_is_a_clear_error(monkeypatch):
-    real = importlib.import_module
-
-    def fake_import(name, *args):
-        if name == "radseg_edge.backends.tensorrt":
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        if name == "radseg_edge.backends.onnxruntime":
-            raise ModuleNotFoundError("No module named 'onnxruntime'", name="onnxruntime")
-        return real(name, *args)
-
-    monkeypatch.setattr(segmod.importlib, "import_module", fake_import)
+    monkeypatch.setattr(segmod, "_make_backend", lambda: None)
     with pytest.raises(EngineError, match="--backend torch"):
-        make_segmenter("tensorrt", "ckpt", None, device="cpu")
-    with pytest.raises(MissingDependencyError, match=r"radseg-edge\[onnx\]"):
-        make_segmenter("onnxruntime", "ckpt", None, device="cpu")
-
-
-def test_auto_on_cuda_falls_back_to_torch_with_reasons(monkeypatch):
-    class Seg:
-        pass
-
-    def fake_module(name):
-        raise EngineError(f"no engine for {name}")
-
-    monkeypatch.setattr(segmod, "_backend_module", fake_module)
-    monkeypatch.setattr(segmod, "TorchSegmenter", lambda *a, **k: Seg())
-    seg = make_segmenter("auto", "ckpt", None, device="cuda")
-    assert isinstance(seg, Seg) and len(seg.fallback_reasons) == 2 and "no engine" in seg.fallback_reasons[0]
+        make_segmenter("tensorrt", "ckpt", random_vocab(["a"]), device="cpu", export_dir="exp")
+    monkeypatch.setattr(segmod, "_make_backend", lambda: lambda name, **kw: _FakeExported())
+    with pytest.raises(EngineError, match="--export-dir"):
+        make_segmenter("tensorrt", "ckpt", random_vocab(["a"]), device="cpu")
 
 
 def test_segmenter_results_may_be_torch_tensors(tmp_path):

@@ -73,8 +73,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="do not serve POST/GET /vocab next to an http:// MJPEG sink")
 
     add_model_args(p)
-    p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
-                   help="inference backend (default auto: a TensorRT engine matching this GPU when one builds, else PyTorch)")
+    be = p.add_argument_group("backend")
+    be.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                    help="inference backend (default auto: the best exported backend that runs --export-dir here, "
+                         "TensorRT first, else PyTorch)")
+    be.add_argument("--export-dir", metavar="DIR", default=None,
+                    help="folder written by `radseg-edge export` (onnxruntime, tensorrt, torch-tensorrt backends)")
+    be.add_argument("--providers", default="auto",
+                    help="onnxruntime execution providers: auto, cpu, cuda, tensorrt or a comma list (default auto)")
     add_radseg_args(p)
 
     out = p.add_argument_group("display and measurement")
@@ -135,15 +141,19 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--random-weights builds a PyTorch model: use --backend torch")
     device = str(resolve_device(args.device))
     radio = None
-    if backend == "torch" or (backend == "auto" and (args.random_weights or not device.startswith("cuda"))):
+    if backend == "torch" or (backend == "auto" and (args.random_weights or not args.export_dir)):
         radio = load_model_from_args(args)  # loaded here so that the text tower id is known
         backend = "torch"
     text_model = args.text_model or (radio.text_model_id if radio is not None else None)
     text_model = None if str(text_model).lower() == "none" else text_model
     bank = EmbeddingBank(encoder=lazy_text_encoder(text_model, device="cpu") if text_model else None)
     vocab = _initial_vocabulary(args, bank)
-    segmenter = make_segmenter(backend, checkpoint, vocab, device=device, radio=radio if radio is not None else (lambda: load_model_from_args(args)),
-                               **radseg_options_from_args(args))
+    providers = args.providers.split(",") if "," in args.providers else args.providers
+    segmenter = make_segmenter(
+        backend, checkpoint, vocab, device=device, radio=radio if radio is not None else (lambda: load_model_from_args(args)),
+        export_dir=args.export_dir, backend_options={"providers": providers} if backend in ("onnxruntime", "auto") else None,
+        **radseg_options_from_args(args),
+    )
     for reason in getattr(segmenter, "fallback_reasons", []):
         _log(f"backend auto: {reason}")
 
@@ -182,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if watcher is not None:
             watcher.stop()
-    profile["run"] = {"source": args.source, "sinks": sink_uris, "backend": backend,
+    profile["run"] = {"source": args.source, "sinks": sink_uris,
+                      "backend": getattr(segmenter, "name", None) or backend, "export_dir": args.export_dir,
                       "segmenter": type(segmenter).__name__, "checkpoint": checkpoint, "device": device,
                       "kernels": getattr(getattr(segmenter, "model", None), "kernels_name", None)}
     _log(format_summary(profile))

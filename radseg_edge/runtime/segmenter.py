@@ -7,10 +7,10 @@ The runtime never touches a backend directly: it calls a :class:`Segmenter`
     seg.set_vocabulary(new_vocab) # atomic: a rejected vocabulary leaves the old one in place
     seg.class_names               # names of the current classes, index = label id
 
-Other backends plug in as a module ``radseg_edge.backends.<name>`` (``onnxruntime``, ``tensorrt``,
-``torch_tensorrt``) that defines ``build_segmenter(checkpoint, vocab, device, profiler, **options)``
-returning an object with the same three members (and, optionally, ``profiler``: a
-:class:`~radseg_edge.utils.profiling.StageProfiler` whose top-level stages the runtime reports).
+The exported backends (onnxruntime, tensorrt, torch-tensorrt) come from
+``radseg_edge.backends.make_backend(name, export_dir=..., vocabulary=...)`` and are wrapped by
+:class:`BackendSegmenter`. Anything with the three members works; an optional ``profiler`` attribute
+(a :class:`~radseg_edge.utils.profiling.StageProfiler`) supplies the model stages the runtime reports.
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from radseg_edge.errors import EngineError, InputError, MissingDependencyError, RadsegError
+from radseg_edge.errors import EngineError, InputError, RadsegError
 from radseg_edge.models.text import Vocabulary
 from radseg_edge.runtime.vocab import check_embeddings
 from radseg_edge.utils.profiling import StageProfiler
 
 #: backend names accepted by :func:`make_segmenter`.
 BACKENDS = ("tensorrt", "torch-tensorrt", "onnxruntime", "torch")
-#: what ``auto`` tries, in order, on a CUDA device (on the CPU it takes torch directly).
-AUTO_CUDA_ORDER = ("tensorrt", "torch-tensorrt")
+#: internal name: the export helper's own "auto" choice among the exported backends.
+AUTO_EXPORTED = "auto-exported"
 
 
 @dataclass
@@ -115,22 +115,44 @@ class TorchSegmenter:
         return SegmentResult(labels=res.labels[0].cpu().numpy(), class_names=names)
 
 
-def _backend_module(name: str):
-    """Import ``radseg_edge.backends.<name>`` or explain why that backend is unavailable."""
-    mod_name = "radseg_edge.backends." + name.replace("-", "_")
-    try:
-        return importlib.import_module(mod_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == mod_name:
-            raise EngineError(
-                f"backend {name!r} is not part of this radseg-edge build ({mod_name} is missing); use --backend torch"
-            ) from exc
-        raise MissingDependencyError(
-            f"backend {name!r} needs the Python package {exc.name!r}: pip install 'radseg-edge[{_EXTRAS.get(name, 'gpu')}]'"
-        ) from exc
+class BackendSegmenter:
+    """An exported-model backend (``radseg_edge.backends.make_backend``: onnxruntime, tensorrt,
+    torch-tensorrt) behind the :class:`Segmenter` interface.
+
+    The backend is called as ``backend(frame_rgb, vocabulary)``; the class embeddings are always passed
+    explicitly (a fixed-resolution engine with a baked-in vocabulary is therefore not used: live
+    vocabulary changes need the split backbone/head artefacts).
+    """
+
+    def __init__(self, backend: Any, vocab: Vocabulary, profiler: StageProfiler | None = None) -> None:
+        self.backend = backend
+        self.name = getattr(backend, "name", type(backend).__name__)
+        self.profiler = profiler  # exported graphs report no stages: the runtime counts them as model_other
+        self._dim: int | None = None
+        self.set_vocabulary(vocab)
+
+    def set_vocabulary(self, vocab: Vocabulary) -> None:
+        check_embeddings(vocab, self._dim)
+        self._vocab = vocab
+        self._dim = int(vocab.embeddings.shape[1])
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self._vocab.names)
+
+    def __call__(self, frame_rgb: np.ndarray) -> SegmentResult:
+        check_frame(frame_rgb)
+        vocab = self._vocab
+        res = self.backend(frame_rgb, vocab)
+        labels = res.labels[0] if res.labels.ndim == 3 else res.labels
+        labels = labels.detach().cpu().numpy() if hasattr(labels, "detach") else np.asarray(labels)
+        return SegmentResult(labels=labels, class_names=tuple(vocab.names))
 
 
-_EXTRAS = {"tensorrt": "trt", "torch-tensorrt": "trt", "onnxruntime": "onnx"}
+def _make_backend():
+    """``radseg_edge.backends.make_backend`` (the export helper's factory), or None in builds without it."""
+    backends = importlib.import_module("radseg_edge.backends")
+    return getattr(backends, "make_backend", None)
 
 
 def make_segmenter(
@@ -140,46 +162,60 @@ def make_segmenter(
     device: str = "auto",
     profiler: StageProfiler | None = None,
     radio: Any = None,
+    export_dir: str | Path | None = None,
+    backend_options: dict[str, Any] | None = None,
     **radseg_options: Any,
 ) -> Segmenter:
     """Build the segmenter for ``backend`` ("torch", "onnxruntime", "tensorrt", "torch-tensorrt" or "auto").
 
-    ``checkpoint``: a path or model name. ``radio``: for the torch backend, a loaded ``RadioModel`` or a
-    zero-argument function returning one (used instead of loading ``checkpoint``).
+    Args:
+        checkpoint: RADIO checkpoint path or model name (torch backend).
+        radio: for the torch backend, a loaded ``RadioModel`` or a zero-argument function returning one
+            (used instead of loading ``checkpoint``).
+        export_dir: a folder written by ``radseg-edge export`` (the exported backends run from it).
+        backend_options: passed to the exported backend (e.g. onnxruntime ``providers``).
+        radseg_options: ``RADSeg`` keyword arguments (torch backend).
 
-    ``auto`` on a CUDA device takes the first of :data:`AUTO_CUDA_ORDER` that builds (an engine matching
-    this GPU), else PyTorch; on the CPU it takes PyTorch. The reasons for passing over a backend are
-    kept in the segmenter's ``fallback_reasons``.
+    ``auto``: with an ``export_dir``, the best exported backend that runs here (TensorRT first), else
+    PyTorch; the reasons for passing over a backend are kept in ``fallback_reasons``.
     """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if backend == "auto":
-        errors = []
-        for name in AUTO_CUDA_ORDER if device.startswith("cuda") else ():
+        reasons: list[str] = []
+        if export_dir is not None:
             try:
-                return make_segmenter(name, checkpoint, vocab, device, profiler, **radseg_options)
+                return make_segmenter(AUTO_EXPORTED, checkpoint, vocab, device, profiler, None, export_dir,
+                                      backend_options)
             except RadsegError as exc:
-                errors.append(f"{name}: {exc}")
+                reasons.append(str(exc))
+        else:
+            reasons.append("no --export-dir: the exported backends have nothing to run")
         seg = make_segmenter("torch", checkpoint, vocab, device, profiler, radio, **radseg_options)
-        seg.fallback_reasons = errors  # type: ignore[attr-defined]
+        seg.fallback_reasons = reasons  # type: ignore[attr-defined]
         return seg
     if backend == "torch":
         return TorchSegmenter(radio if radio is not None else checkpoint, vocab, device=device, profiler=profiler,
                               **radseg_options)
-    if backend not in BACKENDS:
+    if backend not in BACKENDS and backend != AUTO_EXPORTED:
         raise EngineError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)} or auto")
-    module = _backend_module(backend)
-    if not hasattr(module, "build_segmenter"):
-        raise EngineError(
-            f"radseg_edge.backends.{backend.replace('-', '_')} has no build_segmenter(): "
-            "it cannot be used for streaming yet; use --backend torch"
-        )
-    return module.build_segmenter(checkpoint, vocab, device=device, profiler=profiler, **radseg_options)
+    factory = _make_backend()
+    if factory is None:
+        raise EngineError(f"backend {backend!r} is not part of this radseg-edge build "
+                          "(radseg_edge.backends.make_backend is missing); use --backend torch")
+    if export_dir is None:
+        raise EngineError(f"the {backend} backend runs a folder written by `radseg-edge export`: give --export-dir")
+    name = "auto" if backend == AUTO_EXPORTED else backend
+    try:
+        built = factory(name, export_dir=str(export_dir), vocabulary=vocab, **(backend_options or {}))
+    except RadsegError as exc:
+        raise EngineError(f"backend {backend}: {exc}") from exc
+    return BackendSegmenter(built, vocab, profiler)
 
 
 __all__ = [
-    "AUTO_CUDA_ORDER",
     "BACKENDS",
+    "BackendSegmenter",
     "SegmentResult",
     "Segmenter",
     "TorchSegmenter",
