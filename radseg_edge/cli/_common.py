@@ -1,0 +1,119 @@
+"""Options shared by several commands: which model, which RADSeg settings, which vocabulary."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+from pathlib import Path
+
+import torch
+
+from radseg_edge.errors import InputError, VocabularyError
+
+
+def add_model_args(p: argparse.ArgumentParser, default_model: str = "c-radio_v3-b") -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--checkpoint", metavar="PATH", help="RADIO checkpoint: official .pth.tar or a Hugging Face folder")
+    g.add_argument("--model", default=default_model,
+                   help=f"model name (downloaded through huggingface_hub when no --checkpoint; default {default_model})")
+    g.add_argument("--random-weights", action="store_true",
+                   help="use random weights of --model's exact architecture (no download; for timing and tests)")
+    g.add_argument("--align-corners", choices=("auto", "true", "false"), default="auto",
+                   help="CPE interpolation flag (auto: False for .pth.tar files, the repo's choice for HF folders)")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: this torch has no CUDA device (torch {torch.__version__}); use --device cpu")
+    return dev
+
+
+def load_model_from_args(args: argparse.Namespace, adaptors=None):
+    """RadioModel from --checkpoint / --model / --random-weights."""
+    from radseg_edge.models import load_radio, radio_from_config
+
+    device = resolve_device(args.device)
+    if args.random_weights:
+        return radio_from_config(args.model, seed=0, adaptors=adaptors, device=device)
+    ac = {"auto": None, "true": True, "false": False}[args.align_corners]
+    return load_radio(args.checkpoint or args.model, adaptors=adaptors, align_corners=ac, device=device)
+
+
+def add_radseg_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("RADSeg settings (paper defaults)")
+    g.add_argument("--crop", type=int, default=336, help="sliding-window size in pixels; 0 = one pass on the whole image (default 336)")
+    g.add_argument("--stride", type=int, default=224, help="sliding-window stride in pixels (default 224)")
+    g.add_argument("--scra-tau", type=float, default=10.0, help="SCRA temperature (default 10)")
+    g.add_argument("--scga-tau", type=float, default=10.0, help="SCGA temperature (default 10)")
+    g.add_argument("--denoise", type=float, default=0.5, help="prompt-denoising threshold; 0 disables (default 0.5)")
+    g.add_argument("--prediction-thresh", type=float, default=0.0,
+                   help="pixels whose max probability is below it are labelled ignore (default 0: off)")
+    g.add_argument("--kernels", default="auto", help="SCRA/SCGA implementation: auto, reference, blocked, triton, cuda")
+    g.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="backbone precision (default fp32)")
+    g.add_argument("--window-batch", type=int, default=None, help="windows per backbone call (default: all at once)")
+    g.add_argument("--refine", choices=("none", "sam"), default="none", help="RADSeg+ SAM refinement (default none)")
+    g.add_argument("--sam-checkpoint", metavar="PATH", help="SAM ViT-H weights (sam_vit_h_4b8939.pth) for --refine sam")
+    g.add_argument("--coarse-thresh", default="0.1",
+                   help="RADSeg+ uncertainty threshold, a number or a dataset name (voc20, context59, ...)")
+
+
+def radseg_from_args(args: argparse.Namespace, radio, vocabulary=None, profiler=None):
+    from radseg_edge.pipeline import RADSeg
+
+    refine = None if args.refine == "none" else args.refine
+    try:
+        coarse = float(args.coarse_thresh)
+    except ValueError:
+        coarse = args.coarse_thresh
+    return RADSeg(
+        radio, scra_tau=args.scra_tau, scga_tau=args.scga_tau, crop=args.crop, stride=args.stride,
+        denoise=args.denoise, prediction_thresh=args.prediction_thresh, kernels=args.kernels,
+        precision=args.precision, window_batch=args.window_batch, vocabulary=vocabulary, profiler=profiler,
+        refine=refine, sam_checkpoint=args.sam_checkpoint, coarse_thresh=coarse,
+    )
+
+
+def add_vocab_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    g = p.add_argument_group("classes")
+    x = g.add_mutually_exclusive_group(required=required)
+    x.add_argument("--vocab", metavar="FILE", help="vocabulary file from `radseg-edge vocab build` (no text tower needed)")
+    x.add_argument("--classes", metavar="'a,b,c'", help="comma-separated class names (needs the text extra)")
+    x.add_argument("--classes-file", metavar="FILE", help="one class name per line (needs the text extra)")
+    g.add_argument("--text-model", help="Hugging Face text tower for --classes (default: the checkpoint's)")
+
+
+def vocab_from_args(args: argparse.Namespace, radio):
+    """Vocabulary from --vocab, or built from --classes / --classes-file with the text tower."""
+    from radseg_edge.models.text import Vocabulary, parse_class_list, read_class_file
+
+    if getattr(args, "vocab", None):
+        vocab = Vocabulary.load(args.vocab)
+        vocab.check_compatible(radio)
+        return vocab
+    names = parse_class_list(args.classes) if getattr(args, "classes", None) else read_class_file(args.classes_file)
+    model_id = args.text_model or radio.text_model_id
+    if not model_id:
+        raise VocabularyError("cannot tell which text model matches this checkpoint; pass --text-model")
+    vocab = Vocabulary.build(names, model_id, progress=True)
+    vocab.check_compatible(radio)
+    return vocab
+
+
+def expand_images(patterns: list[str]) -> list[Path]:
+    """Files, folders (their images, sorted) and glob patterns -> image paths (order kept, no duplicates)."""
+    from radseg_edge.runtime.image_io import IMAGE_SUFFIXES
+
+    out: list[Path] = []
+    for pat in patterns:
+        p = Path(pat)
+        if p.is_dir():
+            out.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES))
+        elif any(ch in pat for ch in "*?["):
+            out.extend(Path(q) for q in sorted(glob.glob(pat)))
+        else:
+            out.append(p)
+    return list(dict.fromkeys(out))

@@ -1,0 +1,293 @@
+"""RADSeg: the whole zero-shot segmentation pipeline on a RADIO model (RADSEG.md).
+
+Data flow, one image at a time (images of a batch are independent):
+
+    image -> pre-resize -> windows -> backbone with SCRA -> stitch -> SCGA -> language head
+          -> 100*cos softmax -> upsample -> prompt denoising -> labels
+
+    seg = RADSeg(load_radio("c-radio_v3-b_half.pth.tar"))
+    result = seg(image, Vocabulary.load("voc.safetensors"))   # result.labels: 1 x H x W
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from radseg_edge.core.image import to_image_tensor
+from radseg_edge.core.predict import class_probabilities, denoise_prompts, labels_from_probs, upsample_probs
+from radseg_edge.core.windows import extract_windows, preresize_image, stitch_windows, window_boxes
+from radseg_edge.errors import InputError, VocabularyError
+from radseg_edge.kernels.dispatch import get_ops
+from radseg_edge.models.radio import RadioModel
+from radseg_edge.utils.profiling import NULL_PROFILER, StageProfiler
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class SegmentationResult:
+    """Output of :class:`RADSeg` for B images (B = 1 for a single image).
+
+    Attributes:
+        probs: B x K x H x W class probabilities at the input size, after prompt denoising.
+        labels: B x H x W int64 class indices (0-based); IGNORE_INDEX (-1) below ``prediction_thresh``.
+        features: B x C x h x w stitched backbone features (h, w = patches of the pre-resized image).
+        scga_features: B x C x h x w features after SCGA (what a 3D mapper fuses).
+        lowres_probs: B x K x h x w probabilities before upsampling.
+        class_names: names of the K classes when a Vocabulary was given.
+        kernels: the SCRA/SCGA implementation that ran.
+        refined: whether RADSeg+ refinement changed the result; ``refine_message`` says why not.
+    """
+
+    probs: Tensor
+    labels: Tensor
+    features: Tensor
+    scga_features: Tensor
+    lowres_probs: Tensor
+    class_names: list[str] | None = None
+    kernels: str = "reference"
+    refined: bool = False
+    refine_message: str = ""
+    extras: dict = field(default_factory=dict)
+
+    def labels_with_ignore(self) -> Tensor:
+        """The reference's convention: 0 = ignored, class k -> k + 1 (B x H x W int64)."""
+        return torch.where(self.labels < 0, torch.zeros_like(self.labels), self.labels + 1)
+
+    def labels_numpy(self, index: int = 0) -> np.ndarray:
+        """H x W int64 labels of image ``index``."""
+        return self.labels[index].cpu().numpy()
+
+
+class RADSeg(nn.Module):
+    """Zero-shot open-vocabulary segmentation with a RADIO model.
+
+    Args:
+        radio: a :class:`RadioModel` with its language adaptor head loaded.
+        scra_tau / scga_tau: temperatures of SCRA and SCGA (paper: 10).
+        crop / stride: sliding-window size and stride in pixels (multiples of the patch size);
+            crop=0 runs one pass on the whole image (its sides must then be multiples of 16).
+        denoise: prompt-denoising threshold (classes whose maximum probability is below it are zeroed).
+        prediction_thresh: pixels whose maximum probability is below it get label -1 (0 = off).
+        kernels: SCRA/SCGA implementation: "auto", "reference", "blocked", "triton", "cuda".
+        precision: "fp32", "bf16" (CPU with AVX-512 BF16/AMX, or GPU) or "fp16" (GPU) for the backbone and
+            heads; SCGA, softmax and the cosine stay fp32.
+        window_batch: at most this many windows per backbone call (None: all windows of an image at once).
+        vocabulary: default class embeddings (K x D tensor or Vocabulary) used when a call gives none.
+        profiler: a StageProfiler receiving per-stage timings.
+    """
+
+    def __init__(
+        self,
+        radio: RadioModel,
+        scra_tau: float = 10.0,
+        scga_tau: float = 10.0,
+        crop: int = 336,
+        stride: int = 224,
+        denoise: float = 0.5,
+        prediction_thresh: float = 0.0,
+        kernels: str = "auto",
+        precision: str = "fp32",
+        window_batch: int | None = None,
+        vocabulary=None,
+        profiler: StageProfiler | None = None,
+        refine: str | None = None,
+        sam_checkpoint: str | None = None,
+        sam_num_heads: int = 8,
+        coarse_thresh: float | str = 0.1,
+        minimal_area: int = 225,
+        sam_iou_thresh: float = 0.9,
+        sam_mask_coeff: float = 0.005,
+    ) -> None:
+        super().__init__()
+        if radio.language_adaptor is None:
+            raise InputError(
+                f"the RADIO model has no language head loaded (teachers: {radio.config.teacher_names}, "
+                f"loaded heads: {list(radio.heads)}); load it with adaptors including the language teacher"
+            )
+        p = radio.patch_size
+        if crop < 0 or (crop and (crop % p or stride <= 0 or stride % p)):
+            raise InputError(f"crop ({crop}) and stride ({stride}) must be positive multiples of the patch size {p} (crop=0: no windows)")
+        if precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.radio = radio
+        self.scra_tau = float(scra_tau)
+        self.scga_tau = float(scga_tau)
+        self.crop = int(crop)
+        self.stride = int(stride)
+        self.denoise = float(denoise)
+        self.prediction_thresh = float(prediction_thresh)
+        self.precision = precision
+        self.window_batch = window_batch
+        self.profiler = profiler or NULL_PROFILER
+        self.kernels = kernels
+        self._ops = get_ops(kernels, self.device)
+        self.vocabulary = vocabulary
+        self.refiner = None
+        self.refine_options = dict(coarse_thresh=coarse_thresh, minimal_area=minimal_area, iou_thresh=sam_iou_thresh, mask_coeff=sam_mask_coeff)
+        if refine not in (None, "none", "sam"):
+            raise InputError(f"refine must be None or 'sam', got {refine!r}")
+        if refine == "sam":
+            self.refiner = self._make_refiner(sam_checkpoint, sam_num_heads)
+        self._check_precision()
+
+    # -- configuration -------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.radio.parameters()).device
+
+    @property
+    def kernels_name(self) -> str:
+        return self._ops.name
+
+    @property
+    def language_head(self) -> nn.Module:
+        return self.radio.heads[self.radio.language_adaptor].summary_head
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.language_head.out_dim
+
+    def to(self, *args, **kwargs):  # keep the kernel choice valid for the new device
+        out = super().to(*args, **kwargs)
+        self._ops = get_ops(self.kernels, self.device)
+        return out
+
+    def _check_precision(self) -> None:
+        if self.precision == "fp16" and self.device.type == "cpu":
+            raise InputError("precision fp16 needs a GPU; on the CPU use fp32 or bf16")
+
+    def _make_refiner(self, checkpoint, num_heads):
+        if checkpoint is None:
+            raise InputError("refine='sam' needs sam_checkpoint=PATH (SAM ViT-H weights, sam_vit_h_4b8939.pth)")
+        try:
+            from radseg_edge.models.sam_refiner import SamRefiner
+        except ImportError as exc:  # pragma: no cover - until RADSeg+ is installed
+            raise InputError(f"RADSeg+ refinement is not available in this build ({exc})") from None
+        return SamRefiner.from_checkpoint(checkpoint, num_heads=num_heads, radio=self.radio)
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+
+    # -- text ----------------------------------------------------------------------------------------
+    def text_embeddings(self, text) -> tuple[Tensor, list[str] | None]:
+        """K x D fp32 class embeddings on the model's device, and the class names when known."""
+        text = self.vocabulary if text is None else text
+        if text is None:
+            raise VocabularyError("no class embeddings: pass a Vocabulary or a K x D tensor (or set RADSeg(vocabulary=...))")
+        names = None
+        if hasattr(text, "embeddings") and hasattr(text, "names"):
+            text.check_compatible(self.radio)
+            names, emb = list(text.names), text.embeddings
+        elif isinstance(text, Tensor):
+            emb = text
+        else:
+            raise VocabularyError(f"text must be a Vocabulary or a K x D tensor, got {type(text).__name__}")
+        if emb.dim() != 2 or emb.shape[0] == 0:
+            raise VocabularyError(f"class embeddings must be K x D with K >= 1, got shape {tuple(emb.shape)}")
+        if emb.shape[1] != self.embedding_dim:
+            raise VocabularyError(
+                f"class embeddings are {emb.shape[1]}-d but the language head ({self.radio.language_adaptor}) outputs "
+                f"{self.embedding_dim}-d; build the vocabulary with the text model matching this checkpoint"
+            )
+        return emb.to(self.device, torch.float32), names
+
+    # -- the data flow -------------------------------------------------------------------------------
+    def windows_of(self, image: Tensor) -> tuple[Tensor, Tensor, list]:
+        """Pre-resized 1 x 3 x H' x W' image, its windows nW x 3 x h x w, and their pixel boxes."""
+        if self.crop == 0:
+            _, _, h, w = image.shape
+            return image, image, [(0, 0, h, w)]
+        resized = preresize_image(image, self.crop, self.stride)
+        boxes = window_boxes(resized.shape[-2], resized.shape[-1], self.crop, self.stride)
+        return resized, extract_windows(resized, boxes), boxes
+
+    def backbone(self, windows: Tensor) -> Tensor:
+        """Windows nW x 3 x h x w -> features nW x C x h/16 x w/16 (last block with SCRA)."""
+        scra = functools.partial(self._ops.scra, tau=self.scra_tau)
+        chunk = self.window_batch or windows.shape[0]
+        outs = []
+        with self._autocast():
+            for i in range(0, windows.shape[0], chunk):
+                outs.append(self.radio.forward_spatial(windows[i : i + chunk], last_attention=scra).float())
+        return torch.cat(outs) if len(outs) > 1 else outs[0]
+
+    def scga(self, features: Tensor) -> Tensor:
+        """SCGA on a 1 x C x h x w map (fp32)."""
+        b, c, h, w = features.shape
+        out = self._ops.scga(features.float().flatten(2).transpose(1, 2), self.scga_tau)
+        return out.transpose(1, 2).reshape(b, c, h, w)
+
+    def language_features(self, features: Tensor) -> Tensor:
+        """The language adaptor's summary head per pixel: B x C x h x w -> B x D x h x w (fp32)."""
+        with self._autocast():
+            out = self.language_head(features.permute(0, 2, 3, 1))
+        return out.float().permute(0, 3, 1, 2)
+
+    @torch.inference_mode()
+    def forward(self, image: Tensor | np.ndarray, text=None, channel_order: str = "rgb") -> SegmentationResult:
+        """Segment ``image`` into the classes of ``text``.
+
+        Args:
+            image: 1 x 3 x H x W float RGB in [0,1] (B > 1: images are processed independently), or an
+                H x W x 3 uint8 numpy array in ``channel_order`` ("rgb" or "bgr").
+            text: a Vocabulary or K x D class embeddings (default: the vocabulary given at construction).
+        Returns:
+            :class:`SegmentationResult` (probs B x K x H x W, labels B x H x W, features, scga_features).
+        """
+        prof = self.profiler
+        with prof.stage("preprocess"):
+            x = to_image_tensor(image, channel_order).to(self.device)
+            emb, names = self.text_embeddings(text)
+        if self.crop == 0 and (x.shape[-2] % self.radio.patch_size or x.shape[-1] % self.radio.patch_size):
+            raise InputError(
+                f"crop=0 runs one pass on the whole image, whose sides must be multiples of {self.radio.patch_size}; "
+                f"got {x.shape[-2]}x{x.shape[-1]} (use sliding windows or resize the image)"
+            )
+        parts = [self._one(x[i : i + 1], emb) for i in range(x.shape[0])]
+        fields = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        result = SegmentationResult(**fields, class_names=names, kernels=self._ops.name)
+        if self.refiner is not None:
+            result = self._refine(x, result)
+        prof.end_frame()
+        return result
+
+    def _one(self, x: Tensor, emb: Tensor) -> dict[str, Tensor]:
+        prof = self.profiler
+        with prof.stage("preprocess"):
+            resized, windows, boxes = self.windows_of(x)
+        with prof.stage("backbone"):
+            window_feats = self.backbone(windows)
+        with prof.stage("stitch"):
+            if len(boxes) == 1 and self.crop == 0:
+                feats = window_feats
+            else:
+                feats = stitch_windows(window_feats, boxes, tuple(resized.shape[-2:]), self.radio.patch_size)
+        with prof.stage("scga"):
+            agg = self.scga(feats)
+        with prof.stage("head"):
+            lowres = class_probabilities(self.language_features(agg), emb)
+        with prof.stage("postprocess"):
+            probs = denoise_prompts(upsample_probs(lowres, tuple(x.shape[-2:])), self.denoise)
+            labels = labels_from_probs(probs, self.prediction_thresh)
+        return dict(probs=probs, labels=labels, features=feats, scga_features=agg, lowres_probs=lowres)
+
+    def _refine(self, x: Tensor, result: SegmentationResult) -> SegmentationResult:
+        with self.profiler.stage("refine"):
+            out = self.refiner(self.radio, x, result, scra=functools.partial(self._ops.scra, tau=self.scra_tau),
+                               prediction_thresh=self.prediction_thresh, profiler=self.profiler, **self.refine_options)
+        return out
+
+    def extra_repr(self) -> str:
+        return (
+            f"crop={self.crop}, stride={self.stride}, scra_tau={self.scra_tau}, scga_tau={self.scga_tau}, "
+            f"denoise={self.denoise}, kernels={self._ops.name}, precision={self.precision}"
+        )

@@ -1,0 +1,62 @@
+"""Reading and writing image files with explicit, reported conversions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from radseg_edge.errors import InputError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def load_image(path: str | Path) -> tuple[np.ndarray, str]:
+    """Read an image file as H x W x 3 uint8 RGB.
+
+    Conversions are explicit and reported in the returned note: grayscale -> RGB (replicated), RGBA ->
+    RGB (alpha dropped), 16-bit -> 8-bit (value / 257, rounded).
+    Raises:
+        InputError: unreadable or not an image.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"image not found: {p}")
+    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise InputError(f"{p}: not a readable image (OpenCV could not decode it)")
+    notes = []
+    if img.dtype == np.uint16:
+        img = np.round(img.astype(np.float32) / 257.0).astype(np.uint8)
+        notes.append("16-bit converted to 8-bit")
+    elif img.dtype != np.uint8:
+        raise InputError(f"{p}: unsupported pixel type {img.dtype}; expected 8- or 16-bit")
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+        notes.append("grayscale replicated to RGB")
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+        notes.append("alpha channel dropped")
+    elif img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    else:
+        raise InputError(f"{p}: {img.shape[2]} channels; expected 1, 3 or 4")
+    return np.ascontiguousarray(img), ", ".join(notes)
+
+
+def save_rgb(path: str | Path, image: np.ndarray) -> None:
+    """Write an H x W x 3 uint8 RGB image (format from the suffix)."""
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise InputError(f"could not write {path}")
+
+
+def save_palette_png(path: str | Path, labels: np.ndarray, palette_rgb: np.ndarray) -> None:
+    """Write H x W uint8 labels as an indexed (palette) PNG, like VOC's SegmentationClass files."""
+    from PIL import Image
+
+    img = Image.fromarray(labels.astype(np.uint8), mode="P")
+    pal = np.zeros((256, 3), np.uint8)
+    pal[: len(palette_rgb)] = palette_rgb[:256]
+    img.putpalette(pal.flatten().tolist())
+    img.save(str(path))
