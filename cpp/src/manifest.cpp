@@ -21,7 +21,9 @@ int positive_int(const json::Value* v, const std::string& what, const std::strin
   if (v == nullptr || v->type != json::Value::Type::Number || v->number < 1 ||
       v->number != static_cast<double>(static_cast<int>(v->number))) {
     throw Error(Status::Manifest, path + ": '" + what + "' must be a positive integer; found " +
-                                      (v == nullptr ? std::string("nothing") : std::string("another value")) +
+                                      (v == nullptr ? std::string("nothing")
+                                                    : v->type == json::Value::Type::Number ? std::to_string(v->number)
+                                                                                           : std::string("a non-number")) +
                                       ". Re-export with `radseg-edge export --format aoti`.");
   }
   return static_cast<int>(v->number);
@@ -67,31 +69,43 @@ Manifest Manifest::load(const std::string& path) {
   Manifest m;
   m.path = manifest_path.string();
   const fs::path folder = manifest_path.parent_path();
-  m.height = positive_int(root.get({"input", "height"}), "input.height", m.path);
-  m.width = positive_int(root.get({"input", "width"}), "input.width", m.path);
-
-  if (const json::Value* classes = root.find("classes"); classes && classes->type == json::Value::Type::Array) {
-    for (const auto& c : classes->array) m.classes.push_back(c.type == json::Value::Type::String ? c.string : "");
+  const json::Value* aoti = root.get({"artefacts", "aoti"});
+  const json::Value* shape = aoti ? aoti->get({"inputs", "frame", "shape"}) : nullptr;
+  if (shape && shape->type == json::Value::Type::Array && shape->array.size() == 4) {
+    m.height = positive_int(&shape->array[1], "artefacts.aoti.inputs.frame.shape[1]", m.path);
+    m.width = positive_int(&shape->array[2], "artefacts.aoti.inputs.frame.shape[2]", m.path);
+  } else {
+    m.height = positive_int(root.get({"windows", "height"}), "windows.height", m.path);
+    m.width = positive_int(root.get({"windows", "width"}), "windows.width", m.path);
   }
-  const json::Value* k = root.find("num_classes");
-  m.num_classes = k ? positive_int(k, "num_classes", m.path) : static_cast<int>(m.classes.size());
-  if (m.num_classes < 1) throw Error(Status::Manifest, m.path + ": no 'num_classes' and no 'classes' list");
+
+  const json::Value* names = root.get({"vocabulary", "names"});
+  if (names && names->type == json::Value::Type::Array) {
+    for (const auto& c : names->array) m.classes.push_back(c.type == json::Value::Type::String ? c.string : "");
+  }
+  const json::Value* k = root.get({"vocabulary", "num_classes"});
+  m.num_classes = k ? positive_int(k, "vocabulary.num_classes", m.path) : static_cast<int>(m.classes.size());
+  if (m.num_classes < 1) {
+    throw Error(Status::Manifest, m.path + ": no 'vocabulary.num_classes' and no 'vocabulary.names'");
+  }
   if (!m.classes.empty() && static_cast<int>(m.classes.size()) != m.num_classes) {
-    throw Error(Status::Manifest, m.path + ": 'classes' has " + std::to_string(m.classes.size()) +
-                                      " names but 'num_classes' is " + std::to_string(m.num_classes));
+    throw Error(Status::Manifest, m.path + ": 'vocabulary.names' has " + std::to_string(m.classes.size()) +
+                                      " names but 'vocabulary.num_classes' is " + std::to_string(m.num_classes));
   }
-  if (const json::Value* d = root.find("device"); d && d->type == json::Value::Type::String) m.device = d->string;
-
+  if (const json::Value* d = aoti ? aoti->find("device") : nullptr; d && d->type == json::Value::Type::String) {
+    m.device = d->string;
+  }
   if (!package_hint.empty()) {
     m.package_path = package_hint.string();
-  } else if (const json::Value* p = root.find("package"); p && p->type == json::Value::Type::String) {
+  } else if (const json::Value* p = aoti ? aoti->find("file") : nullptr; p && p->type == json::Value::Type::String) {
     m.package_path = resolve(folder, p->string);
   }
-  if (const json::Value* e = root.get({"tensorrt", "engine"}); e && e->type == json::Value::Type::String) {
+  if (const json::Value* e = root.get({"artefacts", "engine", "file"}); e && e->type == json::Value::Type::String) {
     m.engine_path = resolve(folder, e->string);
   }
   if (m.package_path.empty() && m.engine_path.empty()) {
-    throw Error(Status::Manifest, m.path + ": names neither a 'package' (.pt2) nor a 'tensorrt.engine'");
+    throw Error(Status::Manifest,
+                m.path + ": names neither an 'artefacts.aoti' package (.pt2) nor an 'artefacts.engine' (TensorRT)");
   }
   return m;
 }

@@ -65,13 +65,13 @@ struct StageTiming {
 // What manifest.json says about the exported model.
 struct Manifest {
   std::string path;           // manifest.json
-  std::string package_path;   // AOTInductor .pt2 (absolute or relative to the manifest's folder)
-  std::string engine_path;    // TensorRT engine, empty if none
+  std::string package_path;   // AOTInductor .pt2 (manifest: artefacts.aoti.file, relative to its folder)
+  std::string engine_path;    // TensorRT engine (artefacts.engine.file), empty if none
   int height = 0;             // input frame size the model was compiled for
   int width = 0;
   int num_classes = 0;
   std::vector<std::string> classes;
-  std::string device = "cpu";  // "cpu" or "cuda" (where the package was compiled for)
+  std::string device = "cpu";  // artefacts.aoti.device: "cpu" or "cuda" (what the package was compiled for)
 
   // Reads `path`: an export directory (its manifest.json), a manifest.json, or a .pt2 package with
   // manifest.json beside it. Throws Error(PackageNotFound | Manifest).
