@@ -44,7 +44,9 @@ Manifest Manifest::load(const std::string& path) {
     package_hint = given;
     manifest_path = given.parent_path() / "manifest.json";
     if (!fs::exists(given, ec)) {
-      throw Error(Status::PackageNotFound, "model package '" + path + "' does not exist");
+      throw Error(Status::PackageNotFound, "'" + path +
+                                               "' does not exist (expected an export directory, its manifest.json "
+                                               "or a .pt2 package)");
     }
   }
   if (!fs::exists(manifest_path, ec)) {
