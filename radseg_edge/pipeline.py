@@ -210,6 +210,7 @@ class RADSeg(nn.Module):
         boxes = window_boxes(resized.shape[-2], resized.shape[-1], self.crop, self.stride)
         return resized, extract_windows(resized, boxes), boxes
 
+    @torch.no_grad()
     def backbone(self, windows: Tensor) -> Tensor:
         """Windows nW x 3 x h x w -> features nW x C x h/16 x w/16 (last block with SCRA)."""
         scra = functools.partial(self._ops.scra, tau=self.scra_tau)
@@ -220,19 +221,21 @@ class RADSeg(nn.Module):
                 outs.append(self.radio.forward_spatial(windows[i : i + chunk], last_attention=scra).float())
         return torch.cat(outs) if len(outs) > 1 else outs[0]
 
+    @torch.no_grad()
     def scga(self, features: Tensor) -> Tensor:
         """SCGA on a 1 x C x h x w map (fp32)."""
         b, c, h, w = features.shape
         out = self._ops.scga(features.float().flatten(2).transpose(1, 2), self.scga_tau)
         return out.transpose(1, 2).reshape(b, c, h, w)
 
+    @torch.no_grad()
     def language_features(self, features: Tensor) -> Tensor:
         """The language adaptor's summary head per pixel: B x C x h x w -> B x D x h x w (fp32)."""
         with self._autocast():
             out = self.language_head(features.permute(0, 2, 3, 1))
         return out.float().permute(0, 3, 1, 2)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def forward(self, image: Tensor | np.ndarray, text=None, channel_order: str = "rgb") -> SegmentationResult:
         """Segment ``image`` into the classes of ``text``.
 

@@ -35,16 +35,18 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _atomic(path: Path, write) -> None:
+def _atomic(path: Path, write, *args, **kwargs) -> None:
+    """Write through a temporary file so that no half-written output is ever left behind."""
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
-        write(tmp)
+        write(tmp, *args, **kwargs)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def run(args: argparse.Namespace) -> int:
+    import cv2
     import numpy as np
     from rich.console import Console
     from tqdm import tqdm
@@ -71,17 +73,17 @@ def run(args: argparse.Namespace) -> int:
             labels = result.labels_numpy()
             stem = out / path.stem
             png = labels_to_png_array(labels)
+            label_path = stem.with_name(stem.name + "_labels.png")
             if png.dtype == np.uint8:
-                _atomic(stem.with_name(stem.name + "_labels.png"), lambda t: save_palette_png(t, png, palette(len(vocab))))
-            else:
-                _atomic(stem.with_name(stem.name + "_labels.png"), lambda t: save_rgb(t, png))
+                _atomic(label_path, save_palette_png, png, palette(len(vocab)))
+            else:  # more than 255 classes: 16-bit grayscale PNG
+                _atomic(label_path, lambda t, a: cv2.imwrite(str(t), a), png)
             if not args.no_overlay:
-                vis = overlay(image, labels, vocab.names)
-                _atomic(stem.with_name(stem.name + "_overlay.png"), lambda t: save_rgb(t, vis))
+                _atomic(stem.with_name(stem.name + "_overlay.png"), save_rgb, overlay(image, labels, vocab.names))
             if args.save_probs:
                 probs = result.probs[0].cpu().numpy().astype(np.float16)
-                _atomic(stem.with_name(stem.name + "_probs.npz"),
-                        lambda t: np.savez_compressed(t, probs=probs, names=np.array(vocab.names)))
+                _atomic(stem.with_name(stem.name + "_probs.npz"), np.savez_compressed, probs=probs,
+                        names=np.array(vocab.names))
         except RadsegError as exc:
             failures.append((path, str(exc)))
     done = len(paths) - len(failures)

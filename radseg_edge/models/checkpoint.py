@@ -16,7 +16,6 @@ import json
 import os
 import pickle
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +56,10 @@ def _safe_torch_load(path: Path) -> Any:
                 f"{path}: the file asks to unpickle a disallowed object{what}; radseg-edge never executes code "
                 "from checkpoints. Use an official RADIO/SAM file or convert it to safetensors."
             ) from None
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({msg.splitlines()[0][:200]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (truncated or corrupt file, or another format)"
+        ) from None
+    except Exception as exc:  # zip/EOF/format errors of a truncated or foreign file
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint file ({first}); download it again") from None
 
@@ -83,7 +84,7 @@ def read_pth(path: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: 'state_dict' is not a mapping of names to tensors")
     state = {k.removeprefix("module."): v.float() if v.is_floating_point() else v for k, v in state.items()}
-    return _namespace_dict(obj["args"]), state
+    return _namespace_dict(obj["args"]), realize_parametrizations(state)
 
 
 def read_hf_folder(folder: Path) -> tuple[dict[str, Any], dict[str, Tensor], dict[str, Any]]:
@@ -127,7 +128,7 @@ def read_hf_folder(folder: Path) -> tuple[dict[str, Any], dict[str, Tensor], dic
             state[k.removeprefix("radio_model.")] = v
         else:
             state[k] = v
-    return args, state, config
+    return args, realize_parametrizations(state), config
 
 
 def realize_parametrizations(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -240,7 +241,6 @@ def convert_state_dict(
     Raises:
         CheckpointError for keys that are neither used nor documented as ignorable.
     """
-    state = realize_parametrizations(state)
     out: dict[str, Tensor] = {}
     used: set[str] = set()
 

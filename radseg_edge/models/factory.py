@@ -92,9 +92,13 @@ def _load_strict(model: RadioModel, state: dict[str, torch.Tensor], path: Path) 
     missing = [k for k in missing if not k.startswith("conditioner.")]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {len(missing)} tensor(s): {', '.join(missing[:5])}")
+    unexpected = [k for k in state if k not in expected]
+    if unexpected:
+        raise CheckpointError(
+            f"{path}: checkpoint has {len(unexpected)} unexpected key(s) the model would silently drop: "
+            f"{', '.join(unexpected[:5])}"
+        )
     for k, v in state.items():
-        if k not in expected:
-            raise CheckpointError(f"{path}: internal key mapping produced unknown key {k}")
         if tuple(v.shape) != tuple(expected[k].shape):
             raise CheckpointError(f"{path}: tensor {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}")
     model.load_state_dict(state, strict=False)
