@@ -72,27 +72,37 @@ Manifest Manifest::load(const std::string& path) {
   m.path = manifest_path.string();
   const fs::path folder = manifest_path.parent_path();
   const json::Value* aoti = root.get({"artefacts", "aoti"});
+  const json::Value* engine = root.get({"artefacts", "pipeline_engine"});
   const json::Value* shape = aoti ? aoti->get({"inputs", "frame", "shape"}) : nullptr;
+  const json::Value* imgsz = engine ? engine->find("imgsz") : nullptr;
   if (shape && shape->type == json::Value::Type::Array && shape->array.size() == 4) {
     m.height = positive_int(&shape->array[1], "artefacts.aoti.inputs.frame.shape[1]", m.path);
     m.width = positive_int(&shape->array[2], "artefacts.aoti.inputs.frame.shape[2]", m.path);
+  } else if (imgsz && imgsz->type == json::Value::Type::Array && imgsz->array.size() == 2) {
+    m.height = positive_int(&imgsz->array[0], "artefacts.pipeline_engine.imgsz[0]", m.path);
+    m.width = positive_int(&imgsz->array[1], "artefacts.pipeline_engine.imgsz[1]", m.path);
   } else {
-    m.height = positive_int(root.get({"windows", "height"}), "windows.height", m.path);
-    m.width = positive_int(root.get({"windows", "width"}), "windows.width", m.path);
+    throw Error(Status::Manifest, m.path +
+                                      ": no input size (artefacts.aoti.inputs.frame.shape or "
+                                      "artefacts.pipeline_engine.imgsz): export with `radseg-edge export --format aoti` "
+                                      "or a TensorRT engine with --imgsz HxW");
   }
 
+  // Class names: vocabulary.names (AOTInductor export) or artefacts.vocabulary.names (ONNX/TensorRT export).
   const json::Value* names = root.get({"vocabulary", "names"});
+  if (names == nullptr) names = root.get({"artefacts", "vocabulary", "names"});
   if (names && names->type == json::Value::Type::Array) {
     for (const auto& c : names->array) m.classes.push_back(c.type == json::Value::Type::String ? c.string : "");
   }
   const json::Value* k = root.get({"vocabulary", "num_classes"});
-  m.num_classes = k ? positive_int(k, "vocabulary.num_classes", m.path) : static_cast<int>(m.classes.size());
+  m.num_classes = k && k->type != json::Value::Type::Null ? positive_int(k, "vocabulary.num_classes", m.path)
+                                                           : static_cast<int>(m.classes.size());
   if (m.num_classes < 1) {
-    throw Error(Status::Manifest, m.path + ": no 'vocabulary.num_classes' and no 'vocabulary.names'");
+    throw Error(Status::Manifest, m.path + ": no 'vocabulary.num_classes' and no class names");
   }
   if (!m.classes.empty() && static_cast<int>(m.classes.size()) != m.num_classes) {
-    throw Error(Status::Manifest, m.path + ": 'vocabulary.names' has " + std::to_string(m.classes.size()) +
-                                      " names but 'vocabulary.num_classes' is " + std::to_string(m.num_classes));
+    throw Error(Status::Manifest, m.path + ": " + std::to_string(m.classes.size()) +
+                                      " class names but 'vocabulary.num_classes' is " + std::to_string(m.num_classes));
   }
   if (const json::Value* d = aoti ? aoti->find("device") : nullptr; d && d->type == json::Value::Type::String) {
     m.device = d->string;
@@ -102,12 +112,12 @@ Manifest Manifest::load(const std::string& path) {
   } else if (const json::Value* p = aoti ? aoti->find("file") : nullptr; p && p->type == json::Value::Type::String) {
     m.package_path = resolve(folder, p->string);
   }
-  if (const json::Value* e = root.get({"artefacts", "engine", "file"}); e && e->type == json::Value::Type::String) {
+  if (const json::Value* e = engine ? engine->find("file") : nullptr; e && e->type == json::Value::Type::String) {
     m.engine_path = resolve(folder, e->string);
   }
   if (m.package_path.empty() && m.engine_path.empty()) {
     throw Error(Status::Manifest,
-                m.path + ": names neither an 'artefacts.aoti' package (.pt2) nor an 'artefacts.engine' (TensorRT)");
+                m.path + ": names neither an 'artefacts.aoti' package (.pt2) nor an 'artefacts.pipeline_engine' (TensorRT)");
   }
   return m;
 }

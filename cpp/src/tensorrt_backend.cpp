@@ -1,4 +1,4 @@
-// TensorRT backend: runs the serialized engine named by manifest.json ("tensorrt": {"engine": ...}),
+// TensorRT backend: runs the serialized engine named by manifest.json (artefacts.pipeline_engine.file),
 // built by the export issue from the same fixed-resolution pipeline (input: 1 x H x W x 3 uint8 RGB;
 // outputs: labels 1 x H x W int64 or int32, probs 1 x K x H x W fp32).
 // Compiled only when CMake finds TensorRT (RADSEG_WITH_TENSORRT); otherwise make_tensorrt_backend()
@@ -41,7 +41,8 @@ class TensorRTBackend final : public InferenceBackend {
   TensorRTBackend(const Manifest& m, const Options& options) : manifest_(m), want_probs_(options.want_probs) {
     std::error_code ec;
     if (m.engine_path.empty()) {
-      throw Error(Status::Manifest, m.path + ": no 'tensorrt.engine' for the TensorRT backend");
+      throw Error(Status::Manifest, m.path + ": no artefacts.pipeline_engine for the TensorRT backend "
+                                        "(radseg-edge export --format engine-fp16 --imgsz HxW)");
     }
     if (!std::filesystem::is_regular_file(m.engine_path, ec)) {
       throw Error(Status::PackageNotFound, "TensorRT engine '" + m.engine_path + "' does not exist");

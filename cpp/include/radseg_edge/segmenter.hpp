@@ -66,7 +66,7 @@ struct StageTiming {
 struct Manifest {
   std::string path;           // manifest.json
   std::string package_path;   // AOTInductor .pt2 (manifest: artefacts.aoti.file, relative to its folder)
-  std::string engine_path;    // TensorRT engine (artefacts.engine.file), empty if none
+  std::string engine_path;    // TensorRT engine of the whole pipeline (artefacts.pipeline_engine.file), or empty
   int height = 0;             // input frame size the model was compiled for
   int width = 0;
   int num_classes = 0;
