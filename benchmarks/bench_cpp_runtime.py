@@ -5,12 +5,15 @@
 For each configuration (model : frame size, one pass without windows) the script exports an
 AOTInductor package (cached under build/bench-cpp), then measures, on the same photo frame:
 
-- ``cpp``: radseg_frame_loop (C API, BGR camera buffer with padded rows, labels + probabilities);
+- ``cpp``: libradseg_edge through its C API (loaded with ctypes into this process), BGR frame with
+  padded rows in, labels + probabilities out (the runtime's own ``total_ms``);
 - ``python_package``: the same .pt2 loaded in Python (torch._inductor.aoti_load_package), numpy frame in,
   numpy labels + probabilities out;
-- ``python_eager``: the eager PyTorch pipeline ``RADSeg(frame, vocabulary)``.
+- ``python_eager``: the eager PyTorch pipeline ``RADSeg(frame, vocabulary)``;
+- ``cpp_process``: the radseg_frame_loop example program on its own (what a robot process sees).
 
-Ratios are against ``python_package`` measured in the same run. Results: benchmarks/results/cpp_runtime.{json,md}.
+``cpp`` and ``python_package`` alternate frame by frame in one process, so both see the same machine
+load; the ratio is the median of the per-frame ratios. Results: benchmarks/results/cpp_runtime.{json,md}.
 ``tiny`` is tests/fixtures/tiny_radio.pth.tar (192-d, 4 blocks); named configs use random weights
 (same architecture and cost as the real checkpoint).
 """
@@ -18,6 +21,7 @@ Ratios are against ``python_package`` measured in the same run. Results: benchma
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -27,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,7 +73,44 @@ def _radseg_for(model: str):
     return seg, Vocabulary.from_embeddings(names, emb)
 
 
-def bench_config(model: str, height: int, width: int, frames: int, binaries: dict, threads: int) -> dict:
+class _Frame(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("width", ctypes.c_int32), ("height", ctypes.c_int32),
+                ("stride_bytes", ctypes.c_int64), ("format", ctypes.c_int)]
+
+
+class _Timing(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_double) for name in ("preprocess_ms", "inference_ms", "postprocess_ms", "total_ms")]
+
+
+class _Result(ctypes.Structure):
+    _fields_ = [("labels", ctypes.c_void_p), ("probs", ctypes.c_void_p), ("width", ctypes.c_int32),
+                ("height", ctypes.c_int32), ("num_classes", ctypes.c_int32), ("timing", _Timing)]
+
+
+class CRuntime:
+    """Minimal ctypes binding of radseg_edge.h (create / run / destroy) for in-process timing."""
+
+    def __init__(self, library: Path, export_dir: Path) -> None:
+        self.lib = ctypes.CDLL(str(library))
+        self.lib.radseg_last_error.restype = ctypes.c_char_p
+        self.handle = ctypes.c_void_p()
+        if self.lib.radseg_create(str(export_dir).encode(), None, ctypes.byref(self.handle)) != 0:
+            raise RuntimeError(self.lib.radseg_last_error().decode())
+
+    def run(self, bgr_rows: np.ndarray, width: int, height: int) -> tuple[dict, np.ndarray]:
+        """BGR frame (height x stride uint8 rows) -> (stage timing ms, labels height x width int32 view)."""
+        frame = _Frame(bgr_rows.ctypes.data, width, height, bgr_rows.strides[0], 1)
+        result = _Result()
+        if self.lib.radseg_run(self.handle, ctypes.byref(frame), ctypes.byref(result)) != 0:
+            raise RuntimeError(self.lib.radseg_last_error().decode())
+        labels = np.ctypeslib.as_array(ctypes.cast(result.labels, ctypes.POINTER(ctypes.c_int32)), (height, width))
+        return {name: getattr(result.timing, name) for name, _ in _Timing._fields_}, labels
+
+    def close(self) -> None:
+        self.lib.radseg_destroy(self.handle)
+
+
+def bench_config(model: str, height: int, width: int, frames: int, build_dir: Path, binaries: dict, threads: int) -> dict:
     from radseg_edge.export.aoti import export_aoti_package
 
     seg, vocab = _radseg_for(model)
@@ -80,10 +122,9 @@ def bench_config(model: str, height: int, width: int, frames: int, binaries: dic
     compile_s = time.perf_counter() - t0
     rgb = support.photo_frame(height, width)
     ppm = support.write_ppm(out_dir / "photo.ppm", rgb)
-
-    proc = subprocess.run([str(binaries["radseg_frame_loop"]), str(out_dir), "--frames", str(frames), "--image", str(ppm),
-                           "--threads", str(threads)], capture_output=True, text=True, check=True, timeout=1800)
-    cpp = json.loads(proc.stdout)
+    stride = (width * 3 + 63) // 64 * 64  # a camera buffer: BGR rows padded to 64 bytes
+    bgr_padded = np.zeros((height, stride), np.uint8)
+    bgr_padded[:, : width * 3] = rgb[..., ::-1].reshape(height, width * 3)
 
     package = torch._inductor.aoti_load_package(str(out_dir / "model.pt2"))
 
@@ -92,46 +133,69 @@ def bench_config(model: str, height: int, width: int, frames: int, binaries: dic
             labels, probs = package(torch.from_numpy(rgb)[None])
         return labels[0].numpy(), probs[0].numpy()
 
-    def run_eager():
-        return seg(rgb, vocab)
-
+    runtime = CRuntime(build_dir / "libradseg_edge.so", out_dir)
     warmup = max(2, frames // 10)
-    py_pkg = _timed(run_package, frames, warmup)
-    py_eager = _timed(run_eager, max(5, frames // 5), 1)
-    base = py_pkg["mean_ms"]
+    for _ in range(warmup):
+        run_package()
+        runtime.run(bgr_padded, width, height)
+    cpp_ms, pkg_ms, ratios, stages = [], [], [], {"preprocess_ms": [], "inference_ms": [], "postprocess_ms": []}
+    same_labels = True
+    for _ in range(frames):
+        t = time.perf_counter()
+        py_labels, _ = run_package()
+        pkg_ms.append((time.perf_counter() - t) * 1e3)
+        timing, labels = runtime.run(bgr_padded, width, height)
+        cpp_ms.append(timing["total_ms"])
+        for k in stages:
+            stages[k].append(timing[k])
+        ratios.append(pkg_ms[-1] / timing["total_ms"])
+        same_labels &= bool(np.array_equal(labels, py_labels))
+    runtime.close()
+
+    py_eager = _timed(lambda: seg(rgb, vocab), max(5, frames // 5), 1)
+    proc = subprocess.run([str(binaries["radseg_frame_loop"]), str(out_dir), "--frames", str(frames), "--image", str(ppm),
+                           "--threads", str(threads)], capture_output=True, text=True, check=True, timeout=1800)
+    process = json.loads(proc.stdout)["total"]
+    cpp = _stats(cpp_ms)
     return {
         "model": model,
         "frame": [height, width],
         "classes": len(vocab.names),
         "package_compile_s": round(compile_s, 1),
-        "cpp": {**cpp["total"], "stages": {k: cpp[k] for k in ("preprocess", "inference", "postprocess")},
-                "result_buffers_reused": cpp["result_buffers_reused"]},
-        "python_package": py_pkg,
+        "cpp": {**cpp, "stages": {k.removesuffix("_ms"): _stats(v) for k, v in stages.items()}},
+        "python_package": _stats(pkg_ms),
         "python_eager": py_eager,
-        "speedup_cpp_vs_python_package": base / cpp["total"]["mean_ms"],
-        "speedup_cpp_vs_python_eager": py_eager["mean_ms"] / cpp["total"]["mean_ms"],
+        "cpp_process": process,
+        "labels_identical_cpp_vs_python_package": same_labels,
+        "speedup_cpp_vs_python_package": statistics.median(ratios),
+        "speedup_cpp_vs_python_eager": py_eager["p50_ms"] / cpp["p50_ms"],
     }
 
 
 def to_markdown(report: dict) -> str:
+    m = report["machine"]
     lines = [
         "# C++ runtime vs Python pipeline (same AOTInductor package)",
         "",
-        f"CPU: {report['machine']['cpu']}, {report['machine']['threads']} threads, torch {report['machine']['torch']}. "
-        "Per-frame wall time, labels + probabilities returned to the caller.",
+        f"CPU {m['cpu']}, {m['threads']} threads, torch {m['torch']}, load average {m['load_average']} during the run "
+        "(shared machine: compare the medians and the paired ratio, not the means). Per-frame wall time with "
+        "labels + probabilities returned to the caller; C++ and Python .pt2 alternate frame by frame.",
         "",
-        "| model | frame HxW | K | C++ mean / p50 ms | Python (.pt2) mean ms | Python eager mean ms | C++ vs .pt2 | C++ vs eager |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | frame HxW | K | C++ p50 / mean ms | C++ program p50 ms | Python .pt2 p50 / mean ms | Python eager p50 ms "
+        "| C++ vs .pt2 (paired median) | C++ vs eager (p50) | labels equal |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         h, w = r["frame"]
+        c, p, e = r["cpp"], r["python_package"], r["python_eager"]
         lines.append(
-            f"| {r['model']} | {h}x{w} | {r['classes']} | {r['cpp']['mean_ms']:.2f} / {r['cpp']['p50_ms']:.2f} | "
-            f"{r['python_package']['mean_ms']:.2f} | {r['python_eager']['mean_ms']:.2f} | "
-            f"{r['speedup_cpp_vs_python_package']:.2f}x | {r['speedup_cpp_vs_python_eager']:.2f}x |"
+            f"| {r['model']} | {h}x{w} | {r['classes']} | {c['p50_ms']:.2f} / {c['mean_ms']:.2f} | "
+            f"{r['cpp_process']['p50_ms']:.2f} | {p['p50_ms']:.2f} / {p['mean_ms']:.2f} | {e['p50_ms']:.2f} | "
+            f"{r['speedup_cpp_vs_python_package']:.2f}x | {r['speedup_cpp_vs_python_eager']:.2f}x | "
+            f"{'yes' if r['labels_identical_cpp_vs_python_package'] else 'NO'} |"
         )
-    lines += ["", "C++ stages (mean ms): " + "; ".join(
-        f"{r['model']} {r['frame'][0]}x{r['frame'][1]}: " + ", ".join(f"{k} {v['mean_ms']:.3f}" for k, v in r["cpp"]["stages"].items())
+    lines += ["", "C++ stages (p50 ms): " + "; ".join(
+        f"{r['model']} {r['frame'][0]}x{r['frame'][1]}: " + ", ".join(f"{k} {v['p50_ms']:.3f}" for k, v in r["cpp"]["stages"].items())
         for r in report["results"]), ""]
     return "\n".join(lines)
 
@@ -149,19 +213,20 @@ def main() -> int:
     if missing:
         print(f"cannot build the C++ runtime: {missing}", file=sys.stderr)
         return 1
-    binaries = support.build_runtime(REPO / "build" / "bench-cpp")
+    build_dir = REPO / "build" / "bench-cpp"
+    binaries = support.build_runtime(build_dir)
     results = []
     for cfg in configs:
         model, size = cfg.split(":")
         h, w = (int(v) for v in size.lower().split("x"))
-        r = bench_config(model, h, w, args.frames, binaries, args.threads)
-        print(f"{model} {h}x{w}: C++ {r['cpp']['mean_ms']:.2f} ms, Python .pt2 {r['python_package']['mean_ms']:.2f} ms, "
-              f"eager {r['python_eager']['mean_ms']:.2f} ms -> C++ {r['speedup_cpp_vs_python_package']:.2f}x vs .pt2")
+        r = bench_config(model, h, w, args.frames, build_dir, binaries, args.threads)
+        print(f"{model} {h}x{w}: p50 C++ {r['cpp']['p50_ms']:.2f} ms, Python .pt2 {r['python_package']['p50_ms']:.2f} ms, "
+              f"eager {r['python_eager']['p50_ms']:.2f} ms -> C++ {r['speedup_cpp_vs_python_package']:.2f}x vs .pt2")
         results.append(r)
     report = {
         "benchmark": "cpp_runtime",
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads, "torch": torch.__version__,
-                    "python": platform.python_version()},
+                    "python": platform.python_version(), "load_average": round(os.getloadavg()[0], 1)},
         "results": results,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

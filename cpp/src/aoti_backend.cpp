@@ -9,6 +9,7 @@
 #include <ATen/Parallel.h>
 #include <c10/core/DeviceType.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+#include <torch/version.h>
 
 #include <filesystem>
 #include <fstream>
@@ -61,7 +62,11 @@ class AotiBackend final : public InferenceBackend {
     device_ = want_cuda ? c10::Device(c10::DeviceType::CUDA, index) : c10::Device(c10::DeviceType::CPU);
 
     try {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 8)
       loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(m.package_path, "model", false, 1, index);
+#else  // libtorch 2.6/2.7 (e.g. NVIDIA's Jetson wheels): no device index, the package's device is used
+      loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(m.package_path, "model");
+#endif
     } catch (const std::exception& e) {
       throw Error(Status::PackageCorrupt, "cannot load AOTInductor package '" + m.package_path + "': " +
                                               first_line(e.what()));
