@@ -16,40 +16,17 @@ that belongs to another package.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import json
 import os
-import platform
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from radseg_edge.errors import EngineError, InputError
+from radseg_edge.export.cache import sha256_file
+from radseg_edge.export.manifest import Manifest
 
 PACKAGE_NAME = "model.pt2"
-MANIFEST_NAME = "manifest.json"
-#: the manifest schema version shared with the other export formats (radseg_edge.export.manifest).
-MANIFEST_VERSION = 1
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "torch": torch.__version__}
-    for name in ("radseg-edge", "numpy"):
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def _check_frame(example_frame: Tensor) -> tuple[int, int]:
@@ -80,8 +57,9 @@ def export_aoti(
         module: frame (1 x H x W x 3 uint8 RGB) -> (labels 1 x H x W int64, probs 1 x K x H x W fp32).
         example_frame: 1 x H x W x 3 uint8 tensor fixing the input size (its pixel values do not matter).
         out_dir: folder to write (created if needed).
-        manifest: fields to record (e.g. ``model``, ``vocabulary`` with ``names``, ``windows``,
-            ``precision``); ``format``, ``artefacts["aoti"]`` and ``versions`` are filled in here.
+        manifest: fields of :class:`radseg_edge.export.manifest.Manifest` to record (``model``,
+            ``vocabulary`` with ``names``, ``windows``, ``precision``, ``notes``); ``format``,
+            ``artefacts["aoti"]`` and ``versions`` are filled in here.
         device: "cpu", or "cuda" / "cuda:N" for a package that runs on that GPU.
     Returns:
         the path of manifest.json.
@@ -120,26 +98,16 @@ def export_aoti(
     except Exception as exc:  # compiler failures come in many types; report them as one error
         raise EngineError(f"AOTInductor could not compile the pipeline for {height}x{width} on {device}: {exc}") from exc
 
-    data = dict(manifest or {})
-    vocabulary = dict(data.get("vocabulary") or {})
+    fields = dict(manifest or {})
+    vocabulary = dict(fields.get("vocabulary") or {})
     vocabulary.setdefault("names", [f"class_{k}" for k in range(num_classes)])
-    vocabulary["num_classes"] = num_classes
     if len(vocabulary["names"]) != num_classes:
         raise InputError(f"the manifest names {len(vocabulary['names'])} classes but the module outputs {num_classes}")
-    data["vocabulary"] = vocabulary
-    data.setdefault("format", "aoti")
-    data.setdefault("precision", "fp32")
-    data.setdefault("model", {})
-    data.setdefault("windows", {})
-    data["windows"].update(height=height, width=width)
-    data.setdefault("gate", {})
-    data.setdefault("notes", [])
-    data["versions"] = {**_versions(), **data.get("versions", {})}
-    data["manifest_version"] = MANIFEST_VERSION
-    artefacts = dict(data.get("artefacts") or {})
+    vocabulary["num_classes"] = num_classes
+    artefacts = dict(fields.get("artefacts") or {})
     artefacts["aoti"] = {
         "file": PACKAGE_NAME,
-        "sha256": _sha256(package),
+        "sha256": sha256_file(package),
         "device": dev.type,
         "inputs": {"frame": {"shape": [1, height, width, 3], "dtype": "uint8", "layout": "NHWC", "color": "RGB"}},
         "outputs": {
@@ -147,10 +115,17 @@ def export_aoti(
             "probs": {"shape": [1, num_classes, height, width], "dtype": "float32"},
         },
     }
-    data["artefacts"] = artefacts
-    path = out / MANIFEST_NAME
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    return path
+    record = Manifest(
+        format="aoti",
+        precision=fields.get("precision", "fp32"),
+        model=dict(fields.get("model") or {}),
+        vocabulary=vocabulary,
+        windows={**(fields.get("windows") or {}), "height": height, "width": width},
+        artefacts=artefacts,
+        gate=dict(fields.get("gate") or {}),
+        notes=list(fields.get("notes") or []),
+    )
+    return record.write(out)
 
 
 def fixed_resolution_module(radseg, vocab_embeddings: Tensor, height: int, width: int) -> nn.Module:
