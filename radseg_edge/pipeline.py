@@ -128,6 +128,8 @@ class RADSeg(nn.Module):
         self.profiler = profiler or NULL_PROFILER
         self.kernels = kernels
         self._ops = get_ops(kernels, self.device)
+        if self.profiler.enabled:
+            self.profiler.info.update(kernels=self._ops.name, precision=precision, crop=self.crop, stride=self.stride)
         self.vocabulary = vocabulary
         self.refiner = None
         self.refine_options = dict(coarse_thresh=coarse_thresh, minimal_area=minimal_area, iou_thresh=sam_iou_thresh, mask_coeff=sam_mask_coeff)
@@ -236,13 +238,17 @@ class RADSeg(nn.Module):
         return out.float().permute(0, 3, 1, 2)
 
     @torch.no_grad()
-    def forward(self, image: Tensor | np.ndarray, text=None, channel_order: str = "rgb") -> SegmentationResult:
+    def forward(
+        self, image: Tensor | np.ndarray, text=None, channel_order: str = "rgb", output_size: tuple[int, int] | None = None
+    ) -> SegmentationResult:
         """Segment ``image`` into the classes of ``text``.
 
         Args:
             image: 1 x 3 x H x W float RGB in [0,1] (B > 1: images are processed independently), or an
                 H x W x 3 uint8 numpy array in ``channel_order`` ("rgb" or "bgr").
             text: a Vocabulary or K x D class embeddings (default: the vocabulary given at construction).
+            output_size: (H, W) of the probabilities and labels (default: the input size). The benchmark
+                protocol segments a resized image and predicts at the original size, as the reference does.
         Returns:
             :class:`SegmentationResult` (probs B x K x H x W, labels B x H x W, features, scga_features).
         """
@@ -255,7 +261,8 @@ class RADSeg(nn.Module):
                 f"crop=0 runs one pass on the whole image, whose sides must be multiples of {self.radio.patch_size}; "
                 f"got {x.shape[-2]}x{x.shape[-1]} (use sliding windows or resize the image)"
             )
-        parts = [self._one(x[i : i + 1], emb) for i in range(x.shape[0])]
+        size = tuple(output_size) if output_size is not None else tuple(x.shape[-2:])
+        parts = [self._one(x[i : i + 1], emb, size) for i in range(x.shape[0])]
         fields = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         result = SegmentationResult(**fields, class_names=names, kernels=self._ops.name)
         if self.refiner is not None:
@@ -263,7 +270,7 @@ class RADSeg(nn.Module):
         prof.end_frame()
         return result
 
-    def _one(self, x: Tensor, emb: Tensor) -> dict[str, Tensor]:
+    def _one(self, x: Tensor, emb: Tensor, size: tuple[int, int]) -> dict[str, Tensor]:
         prof = self.profiler
         with prof.stage("preprocess"):
             resized, windows, boxes = self.windows_of(x)
@@ -279,7 +286,7 @@ class RADSeg(nn.Module):
         with prof.stage("head"):
             lowres = class_probabilities(self.language_features(agg), emb)
         with prof.stage("postprocess"):
-            probs = denoise_prompts(upsample_probs(lowres, tuple(x.shape[-2:])), self.denoise)
+            probs = denoise_prompts(upsample_probs(lowres, size), self.denoise)
             labels = labels_from_probs(probs, self.prediction_thresh)
         return dict(probs=probs, labels=labels, features=feats, scga_features=agg, lowres_probs=lowres)
 

@@ -152,3 +152,13 @@ def test_align_corners_override_changes_the_position_embedding(tiny_radio):
     assert m.align_corners is True
     assert not torch.allclose(m.position_embedding(4, 6), tiny_radio.position_embedding(4, 6))
     torch.testing.assert_close(m.position_embedding(32, 32), tiny_radio.position_embedding(32, 32))
+
+
+def test_model_name_in_offline_mode_gives_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
+    with pytest.raises(CheckpointError, match="could not fetch nvidia/C-RADIOv3-B.*pass the file path"):
+        load_radio("c-radio_v3-b")

@@ -92,3 +92,12 @@ def test_bf16_precision_runs_on_cpu_and_mostly_agrees(tiny_radio):
     low = _radseg(tiny_radio, meta["settings"], precision="bf16")(t["image"], t["text_embeds"])
     assert low.probs.dtype == torch.float32
     assert (low.labels == ref.labels).float().mean() > 0.8
+
+
+def test_output_size_predicts_at_another_resolution(tiny_radio):
+    meta, t = load_case("seg_slide64s32_100x150")
+    seg = _radseg(tiny_radio, meta["settings"])
+    r = seg(t["image"], t["text_embeds"], output_size=(50, 75))
+    expected = upsample_probs(t["seg_probs_lowres"], (50, 75))
+    expected = expected * (class_maxima(expected) >= 0.5)[:, :, None, None]
+    assert r.probs.shape == (1, 7, 50, 75) and (r.probs - expected).abs().max() <= 1e-5

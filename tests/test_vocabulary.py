@@ -119,3 +119,18 @@ def test_vocabulary_of_another_text_model_or_width_is_refused(tiny_radio):
     ok = Vocabulary.from_embeddings(["a", "b"], torch.randn(2, 64))
     result = RADSeg(tiny_radio, crop=64, stride=32)(torch.rand(1, 3, 64, 96), ok)
     assert result.class_names == ["a", "b"] and result.labels.shape == (1, 64, 96)
+
+
+def test_vocab_build_command_with_a_local_text_model(encoder, tmp_path, capsys):
+    from radseg_edge.cli import main
+
+    model_dir = tmp_path / "tiny-text"
+    encoder.model.save_pretrained(model_dir)
+    encoder.tokenizer.save_pretrained(model_dir)
+    out = tmp_path / "v.safetensors"
+    code = main(["vocab", "build", "--classes", "sky,road", "--text-model", str(model_dir), "-o", str(out), "--no-cache"])
+    assert code == 0, capsys.readouterr().err
+    vocab = Vocabulary.load(out)
+    assert vocab.names == ["sky", "road"] and vocab.text_model == str(model_dir)
+    direct = Vocabulary.build(["sky", "road"], encoder, cache_dir=False)
+    torch.testing.assert_close(vocab.embeddings, direct.embeddings)

@@ -121,7 +121,11 @@ class TextEncoder:
                                   "save them with Vocabulary.from_embeddings(...).save(path)")
         try:
             tok = transformers.AutoTokenizer.from_pretrained(model_id)
-            model = transformers.AutoModel.from_pretrained(model_id).to(device)
+            config = transformers.AutoConfig.from_pretrained(model_id)
+            # a text-only checkpoint (e.g. SiglipTextConfig) has no AutoModel entry: use its own class
+            text_only = getattr(transformers, type(config).__name__.replace("Config", "Model"), None)
+            loader = text_only if type(config).__name__.endswith("TextConfig") and text_only else transformers.AutoModel
+            model = loader.from_pretrained(model_id).to(device)
         except Exception as exc:
             raise VocabularyError(f"could not load text model {model_id} ({type(exc).__name__}: {str(exc)[:160]})") from None
         return cls(model, tok, model_id)
