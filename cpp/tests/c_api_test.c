@@ -91,6 +91,13 @@ int main(int argc, char** argv) {
   CHECK_STATUS(radseg_create(argv[1], &opts, &rt), RADSEG_ERR_INVALID_ARGUMENT, "create(backend 9)");
   radseg_destroy(NULL);
   CHECK(1, "destroy(NULL) is a no-op");
+  radseg_options_init(&opts);
+  opts.backend = RADSEG_BACKEND_TENSORRT; /* this export has no engine; TensorRT may not even be compiled in */
+  {
+    radseg_status st = radseg_create(argv[1], &opts, &rt);
+    CHECK((st == RADSEG_ERR_BACKEND_UNAVAILABLE || st == RADSEG_ERR_MANIFEST) && rt == NULL,
+          "create(TensorRT backend, no engine) -> %s: %s", radseg_status_string(st), radseg_last_error());
+  }
 
   radseg_options_init(&opts);
   opts.num_threads = 2;
