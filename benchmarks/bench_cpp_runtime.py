@@ -9,11 +9,11 @@ AOTInductor package (cached under build/bench-cpp), then measures, on the same p
   padded rows in, labels + probabilities out (the runtime's own ``total_ms``);
 - ``python_package``: the same .pt2 loaded in Python (torch._inductor.aoti_load_package), numpy frame in,
   numpy labels + probabilities out;
-- ``python_eager``: the eager PyTorch pipeline ``RADSeg(frame, vocabulary)``;
+- ``python_eager``: the eager PyTorch pipeline ``RADSeg(frame, vocabulary)`` (its default kernels);
 - ``cpp_process``: the radseg_frame_loop example program on its own (what a robot process sees).
 
-``cpp`` and ``python_package`` alternate frame by frame in one process, so both see the same machine
-load; the ratio is the median of the per-frame ratios. Results: benchmarks/results/cpp_runtime.{json,md}.
+``cpp``, ``python_package`` and ``python_eager`` alternate frame by frame in one process, so all see
+the same machine load; a ratio is the median of the per-frame ratios. Results: benchmarks/results/cpp_runtime.{json,md}.
 ``tiny`` is tests/fixtures/tiny_radio.pth.tar (192-d, 4 blocks); named configs use random weights
 (same architecture and cost as the real checkpoint).
 """
@@ -46,17 +46,6 @@ def _stats(ms: list[float]) -> dict:
     ms = sorted(ms)
     return {"mean_ms": statistics.fmean(ms), "p50_ms": ms[len(ms) // 2], "p90_ms": ms[int(0.9 * (len(ms) - 1) + 0.5)],
             "frames": len(ms)}
-
-
-def _timed(fn, frames: int, warmup: int) -> dict:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(frames):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1e3)
-    return _stats(out)
 
 
 def _radseg_for(model: str):
@@ -133,14 +122,18 @@ def bench_config(model: str, height: int, width: int, frames: int, build_dir: Pa
             labels, probs = package(torch.from_numpy(rgb)[None])
         return labels[0].numpy(), probs[0].numpy()
 
+    def run_eager():
+        return seg(rgb, vocab)
+
     runtime = CRuntime(build_dir / "libradseg_edge.so", out_dir)
-    warmup = max(2, frames // 10)
-    for _ in range(warmup):
+    for _ in range(max(2, frames // 10)):
         run_package()
         runtime.run(bgr_padded, width, height)
-    cpp_ms, pkg_ms, ratios, stages = [], [], [], {"preprocess_ms": [], "inference_ms": [], "postprocess_ms": []}
+        run_eager()
+    cpp_ms, pkg_ms, eager_ms = [], [], []
+    stages = {"preprocess_ms": [], "inference_ms": [], "postprocess_ms": []}
     same_labels = True
-    for _ in range(frames):
+    for _ in range(frames):  # the three alternate, so that each frame's ratios see the same machine load
         t = time.perf_counter()
         py_labels, _ = run_package()
         pkg_ms.append((time.perf_counter() - t) * 1e3)
@@ -148,11 +141,12 @@ def bench_config(model: str, height: int, width: int, frames: int, build_dir: Pa
         cpp_ms.append(timing["total_ms"])
         for k in stages:
             stages[k].append(timing[k])
-        ratios.append(pkg_ms[-1] / timing["total_ms"])
         same_labels &= bool(np.array_equal(labels, py_labels))
+        t = time.perf_counter()
+        run_eager()
+        eager_ms.append((time.perf_counter() - t) * 1e3)
     runtime.close()
 
-    py_eager = _timed(lambda: seg(rgb, vocab), max(5, frames // 5), 1)
     proc = subprocess.run([str(binaries["radseg_frame_loop"]), str(out_dir), "--frames", str(frames), "--image", str(ppm),
                            "--threads", str(threads)], capture_output=True, text=True, check=True, timeout=1800)
     process = json.loads(proc.stdout)["total"]
@@ -164,11 +158,11 @@ def bench_config(model: str, height: int, width: int, frames: int, build_dir: Pa
         "package_compile_s": round(compile_s, 1),
         "cpp": {**cpp, "stages": {k.removesuffix("_ms"): _stats(v) for k, v in stages.items()}},
         "python_package": _stats(pkg_ms),
-        "python_eager": py_eager,
+        "python_eager": _stats(eager_ms),
         "cpp_process": process,
         "labels_identical_cpp_vs_python_package": same_labels,
-        "speedup_cpp_vs_python_package": statistics.median(ratios),
-        "speedup_cpp_vs_python_eager": py_eager["p50_ms"] / cpp["p50_ms"],
+        "speedup_cpp_vs_python_package": statistics.median(p / c for p, c in zip(pkg_ms, cpp_ms, strict=True)),
+        "speedup_cpp_vs_python_eager": statistics.median(e / c for e, c in zip(eager_ms, cpp_ms, strict=True)),
     }
 
 
@@ -179,10 +173,11 @@ def to_markdown(report: dict) -> str:
         "",
         f"CPU {m['cpu']}, {m['threads']} threads, torch {m['torch']}, load average {m['load_average']} during the run "
         "(shared machine: compare the medians and the paired ratio, not the means). Per-frame wall time with "
-        "labels + probabilities returned to the caller; C++ and Python .pt2 alternate frame by frame.",
+        "labels + probabilities returned to the caller; C++, Python .pt2 and eager alternate frame by frame "
+        "(ratios: median of per-frame ratios). The C++ program column is radseg_frame_loop run on its own afterwards.",
         "",
         "| model | frame HxW | K | C++ p50 / mean ms | C++ program p50 ms | Python .pt2 p50 / mean ms | Python eager p50 ms "
-        "| C++ vs .pt2 (paired median) | C++ vs eager (p50) | labels equal |",
+        "| C++ vs .pt2 | C++ vs eager | labels equal |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:

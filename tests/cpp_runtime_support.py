@@ -3,10 +3,6 @@
 Builds the C++ runtime (cpp/) with CMake against the installed torch wheel's libtorch, exports the
 tiny RADSeg model (tests/fixtures/tiny_radio.pth.tar, the coffee-photo vocabulary of the fixtures) as
 an AOTInductor package, and compares the C++ outputs with the Python pipeline.
-
-Until ``radseg_edge.export.fixed.FixedResolutionPipeline`` (the export issue) is available, the
-compiled module is :class:`FramePipeline`, a thin wrapper with the same signature that runs the same
-RADSeg stages (``RADSeg._one``) on the frame.
 """
 
 from __future__ import annotations
@@ -21,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -56,24 +52,6 @@ def build_runtime(build_dir: Path, jobs: int = 2) -> dict[str, Path]:
     return {name: build_dir / name for name in BINARIES}
 
 
-class FramePipeline(nn.Module):
-    """frame 1 x H x W x 3 uint8 RGB -> (labels 1 x H x W int64, probs 1 x K x H x W fp32) through RADSeg.
-
-    Stand-in with the signature of radseg_edge.export.fixed.FixedResolutionPipeline.
-    """
-
-    def __init__(self, radseg, vocab_embeddings: Tensor, height: int, width: int) -> None:
-        super().__init__()
-        self.radseg = radseg
-        self.height, self.width = height, width
-        self.register_buffer("embeddings", vocab_embeddings.float().clone())
-
-    def forward(self, frame: Tensor) -> tuple[Tensor, Tensor]:
-        x = frame.permute(0, 3, 1, 2).float() / 255.0
-        out = self.radseg._one(x, self.embeddings)
-        return out["labels"], out["probs"]
-
-
 def tiny_radseg():
     """RADSeg on the tiny fixture checkpoint (one pass, no windows) and the photo fixture's 7 classes."""
     from safetensors.torch import load_file
@@ -89,12 +67,10 @@ def tiny_radseg():
 
 
 def frame_module(seg, vocab, height: int = HEIGHT, width: int = WIDTH) -> nn.Module:
-    """The export issue's FixedResolutionPipeline when present, else :class:`FramePipeline`."""
-    try:
-        from radseg_edge.export.fixed import FixedResolutionPipeline
-    except ImportError:
-        return FramePipeline(seg, vocab.embeddings, height, width).eval()
-    return FixedResolutionPipeline(seg, vocab.embeddings, height, width).eval()
+    """The fixed-resolution pipeline (radseg_edge.export.fixed) that the package compiles, eager."""
+    from radseg_edge.export.aoti import fixed_resolution_module
+
+    return fixed_resolution_module(seg, vocab.embeddings, height, width).eval()
 
 
 def photo_frame(height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:

@@ -129,14 +129,9 @@ def export_aoti(
 
 
 def fixed_resolution_module(radseg, vocab_embeddings: Tensor, height: int, width: int) -> nn.Module:
-    """The export issue's frame-to-labels module (radseg_edge.export.fixed.FixedResolutionPipeline)."""
-    try:
-        from radseg_edge.export.fixed import FixedResolutionPipeline
-    except ImportError as exc:
-        raise EngineError(
-            "the AOTInductor export compiles radseg_edge.export.fixed.FixedResolutionPipeline, which this "
-            "radseg-edge does not have yet; update radseg-edge"
-        ) from exc
+    """The export issue's frame-to-labels module for ``radseg`` at height x width (not compiled)."""
+    from radseg_edge.export.fixed import FixedResolutionPipeline
+
     return FixedResolutionPipeline(radseg, vocab_embeddings, height, width)
 
 
