@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -146,7 +145,7 @@ def run_segment_image(binary: Path, export_dir: Path, ppm: Path, work: Path, bgr
     work = Path(work)
     labels_npy, probs_npy = work / "labels.npy", work / "probs.npy"
     cmd = [str(binary), str(export_dir), str(ppm), str(work / "labels.pgm"), "--probs", str(probs_npy),
-           "--labels-npy", str(labels_npy), "--threads", str(os.cpu_count() or 1)]
+           "--labels-npy", str(labels_npy), "--threads", "1"]
     if bgr:
         cmd.append("--bgr")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

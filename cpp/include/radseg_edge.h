@@ -66,7 +66,7 @@ typedef struct radseg_options {
   radseg_backend backend; /* default RADSEG_BACKEND_AUTO */
   int32_t device;         /* -1: the package's device (from the manifest); >= 0: that CUDA device */
   int32_t want_probs;     /* 1 (default): keep per-class probabilities; 0: labels only (less copying) */
-  int32_t num_threads;    /* CPU intra-op threads; 0 (default): libtorch's default */
+  int32_t num_threads;    /* CPU intra-op threads (process-wide libtorch setting); 0 (default): leave as is */
 } radseg_options;
 
 /* One image in host memory. Rows are `stride_bytes` apart; each row holds width * 3 bytes. */
