@@ -87,3 +87,14 @@ def test_rows_per_block_bounds_the_similarity_slab():
         assert 1 <= rows <= n
         assert rows == 16 or groups * rows * n <= SLAB_ELEMENTS
     assert rows_per_block(14112) * 14112 * 4 <= 16 * 2**20
+
+
+def test_blocked_self_correlation_processes_images_in_chunks(monkeypatch):
+    import radseg_edge.kernels.blocked as blocked
+
+    x, qkv_w, qkv_b, _, _, heads = scra_random_args(b=5, n=21, c=48)
+    _, _, v = split_qkv(x, qkv_w, qkv_b, heads)
+    o = torch.randn_like(x)
+    monkeypatch.setattr(blocked, "SLAB_ELEMENTS", 2 * heads * 21 * 21)  # two images per chunk
+    out = blocked.self_correlation_blocked(o, v, 10.0)
+    assert relative_error(out, self_correlation_attention(o, v, 10.0)) <= TOL

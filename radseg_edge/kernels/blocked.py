@@ -86,17 +86,27 @@ def scga_blocked(
 def self_correlation_blocked(o: Tensor, v: Tensor, tau: float, rows: int | None = None) -> Tensor:
     """The SCRA recursive step (see :func:`radseg_edge.core.scra.self_correlation_attention`) in blocks.
 
+    Images (windows) go in chunks whose H x N x N similarities fit one slab, so the normalised
+    chunks and per-head copies of V stay small; the result is written with heads merged.
+
     Args:
         o: B x N x C projected output of the first attention.
         v: B x H x N x d original values.
+        rows: query rows per block (default: :func:`rows_per_block`).
     Returns:
         B x N x C fp32 (heads merged, before the projection).
     """
     b, n, c = o.shape
     h = v.shape[1]
-    oh = F.normalize(o.float().reshape(b, n, h, c // h).transpose(1, 2), dim=-1).reshape(b * h, n, c // h)
-    out = thresholded_attention(oh, v.float().reshape(b * h, n, c // h), 0.0, tau, rows)
-    return merge_heads(out.reshape(b, h, n, c // h))
+    d = c // h
+    out = torch.empty(b, n, h, d, dtype=torch.float32, device=o.device)
+    per_chunk = max(1, SLAB_ELEMENTS // (h * n * n))
+    for start in range(0, b, per_chunk):
+        stop = min(b, start + per_chunk)
+        oh = F.normalize(o[start:stop].float().reshape(-1, n, h, d).transpose(1, 2), dim=-1).reshape(-1, n, d)
+        res = thresholded_attention(oh, v[start:stop].float().reshape(-1, n, d), 0.0, tau, rows)
+        out[start:stop] = res.reshape(stop - start, h, n, d).transpose(1, 2)
+    return out.reshape(b, n, c)
 
 
 def scra_blocked(

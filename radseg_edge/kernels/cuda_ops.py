@@ -2,8 +2,9 @@
 
 The extension is compiled by :func:`torch.utils.cpp_extension.load` from ``kernels/`` (the
 repository's folder, or ``$RADSEG_KERNELS_SRC``) for the GPU present, and cached by torch
-(``$TORCH_EXTENSIONS_DIR``). A prebuilt module named ``radseg_kernels_ext`` on ``sys.path`` is
-used instead when importable. Mirrors :mod:`radseg_edge.kernels.blocked` (same maths, fp32
+(``$TORCH_EXTENSIONS_DIR``). Used instead, in this order: the CMake-built library named by
+``$RADSEG_KERNELS_LIB`` (:mod:`radseg_edge.kernels.cuda_library`), or a prebuilt module
+``radseg_kernels_ext`` on ``sys.path``. Mirrors :mod:`radseg_edge.kernels.blocked` (same maths, fp32
 accumulation; fp16/bf16 inputs allowed).
 """
 
@@ -19,6 +20,7 @@ from torch import Tensor
 
 from radseg_edge.errors import InputError
 from radseg_edge.kernels.blocked import scra_around
+from radseg_edge.kernels.cuda_library import KernelLibrary
 
 EXTENSION_NAME = "radseg_kernels_ext"
 
@@ -43,6 +45,9 @@ def unavailable_reason(device: torch.device) -> str | None:
         return "cuda kernels need a CUDA device"
     if torch.version.cuda is None or not torch.cuda.is_available():
         return "this torch build has no usable CUDA (torch.cuda.is_available() is False)"
+    library = os.environ.get("RADSEG_KERNELS_LIB")
+    if library:
+        return None if Path(library).is_file() else f"RADSEG_KERNELS_LIB={library} is not a file"
     if _prebuilt() is not None:
         return None
     src = sources_dir()
@@ -58,8 +63,11 @@ def unavailable_reason(device: torch.device) -> str | None:
 
 
 @functools.cache
-def load_extension() -> ModuleType:
-    """The compiled extension (prebuilt, or built now: about a minute the first time)."""
+def load_extension() -> ModuleType | KernelLibrary:
+    """The kernels: $RADSEG_KERNELS_LIB, a prebuilt extension, or one built now (a minute the first time)."""
+    library = os.environ.get("RADSEG_KERNELS_LIB")
+    if library:
+        return KernelLibrary(library)
     module = _prebuilt()
     if module is not None:
         return module

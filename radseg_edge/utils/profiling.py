@@ -30,6 +30,10 @@ STAGES = (
     "head",
     "postprocess",
     "refine",
+    "sam_prompts",  # RADSeg+ stages, nested in "refine"
+    "sam_backbone",
+    "sam_decoder",
+    "sam_merge",
     "overlay",
     "encode",
 )
