@@ -120,4 +120,33 @@ def make_backend(name: str = "auto", radseg=None, export_dir: str | os.PathLike 
     return TorchTensorRTBackend(export_dir, **{k: v for k, v in options.items() if k == "vocabulary"})
 
 
-__all__ = ["BACKENDS", "available_backends", "make_backend", "why_unavailable"]
+def add_backend_args(parser) -> None:
+    """Add --backend, --export-dir and --providers to an argparse parser (segment, stream, bench, ...)."""
+    g = parser.add_argument_group("backend")
+    g.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
+                   help="auto (default): the best available for --export-dir, else torch")
+    g.add_argument("--export-dir", metavar="DIR", help="folder written by `radseg-edge export` (non-torch backends)")
+    g.add_argument("--providers", default="auto",
+                   help="onnxruntime execution providers: auto, cpu, cuda, tensorrt or a comma list (default auto)")
+
+
+def backend_from_args(args, radseg=None, vocabulary=None):
+    """The backend chosen by :func:`add_backend_args` options (``radseg`` for the torch backend)."""
+    options = {}
+    name = args.backend
+    export_dir = getattr(args, "export_dir", None)
+    if name == "onnxruntime" or (name == "auto" and export_dir):
+        providers = getattr(args, "providers", "auto")
+        options["providers"] = providers.split(",") if "," in providers else providers
+    if vocabulary is not None and name != "torch":
+        options["vocabulary"] = vocabulary
+    if name == "auto" and not export_dir:
+        name = "torch"
+    if name == "auto" and "providers" in options and "onnxruntime" not in available_backends():
+        options.pop("providers")
+    if name == "torch":
+        return make_backend("torch", radseg=radseg)
+    return make_backend(name, radseg=radseg, export_dir=export_dir, **options)
+
+
+__all__ = ["BACKENDS", "add_backend_args", "available_backends", "backend_from_args", "make_backend", "why_unavailable"]

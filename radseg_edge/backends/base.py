@@ -101,7 +101,14 @@ def run_split(
     else:
         resized = preresize_image(x, settings.crop, settings.stride)
         boxes = window_boxes(resized.shape[-2], resized.shape[-1], settings.crop, settings.stride)
-        window_feats = backbone(extract_windows(resized, boxes))
+        windows = extract_windows(resized, boxes)
+        if tuple(windows.shape[-2:]) != (settings.crop, settings.crop):
+            raise InputError(
+                f"this {x.shape[-2]}x{x.shape[-1]} image gives {windows.shape[-2]}x{windows.shape[-1]} windows, and the "
+                f"exported backbone takes {settings.crop}x{settings.crop}: resize the image so that both sides are at "
+                "least the crop size, or use the torch backend"
+            )
+        window_feats = backbone(windows)
         feats = stitch_windows(window_feats.float(), boxes, tuple(resized.shape[-2:]), p)
     lowres = head(feats.float(), text).float()
     probs = denoise_prompts(upsample_probs(lowres, tuple(x.shape[-2:])), settings.denoise)

@@ -107,8 +107,21 @@ class OnnxRuntimeBackend:
                 opts.intra_op_num_threads = self.threads
             opts.log_severity_level = 3
             path = self.manifest.artefact_path(self.folder, role)
-            self._sessions[role] = self.ort.InferenceSession(str(path), sess_options=opts, providers=self.providers)
+            self._sessions[role] = self.ort.InferenceSession(str(path), sess_options=opts,
+                                                             providers=self._provider_options())
         return self._sessions[role]
+
+    def _provider_options(self) -> list:
+        """Providers with options: the TensorRT EP caches its engines in the folder, FP16 for fp16 exports."""
+        out: list = []
+        for name in self.providers:
+            if name == "TensorrtExecutionProvider":
+                out.append((name, {"trt_engine_cache_enable": True,
+                                   "trt_engine_cache_path": str(self.folder / "ort_trt_cache"),
+                                   "trt_fp16_enable": self.manifest.precision in ("fp16", "int8")}))
+            else:
+                out.append(name)
+        return out
 
     @property
     def pipeline_size(self) -> tuple[int, int] | None:

@@ -91,8 +91,6 @@ def check_feasible(fmt: str) -> None:
         require("torch_tensorrt", "trt", "--format torch-tensorrt")
         if not torch.cuda.is_available():
             raise EngineError("--format torch-tensorrt compiles for this machine's GPU, and torch sees no CUDA GPU")
-    if fmt == "onnx-fp16":
-        require("onnxconverter_common", "onnx", "--format onnx-fp16 (onnxconverter-common)")
 
 
 def synthetic_images(n: int, size: tuple[int, int], seed: int = 0) -> list[np.ndarray]:
@@ -141,18 +139,26 @@ def _vocabulary(vocab, radseg):
     return Vocabulary.from_embeddings([f"class_{i}" for i in range(emb.shape[0])], emb)
 
 
-def _calibration(radseg, images: list[np.ndarray], role: str, progress: bool) -> dict[str, np.ndarray]:
-    """Calibration inputs of a graph: its windows (backbone) or whole frames (pipeline)."""
+def calibration_inputs(images: list[np.ndarray], role: str, crop: int, stride: int, progress: bool = True) -> dict[str, np.ndarray]:
+    """Calibration inputs of a graph: the windows of each image (backbone) or the frames themselves (pipeline).
+
+    Args:
+        images: H x W x 3 uint8 RGB (frames of the pipeline's size for role "pipeline").
+    """
     from radseg_edge.core.image import to_image_tensor
+    from radseg_edge.core.windows import extract_windows, preresize_image, window_boxes
     from radseg_edge.export.quantize import stack_calibration
 
     def gen():
         for img in images:
             if role == "pipeline":
                 yield {"frame": img[None]}
-            else:
-                _, windows, _ = radseg.windows_of(to_image_tensor(img))
-                yield {"windows": windows.numpy().astype(np.float32)}
+                continue
+            x = to_image_tensor(img)
+            if crop > 0:
+                x = preresize_image(x, crop, stride)
+                x = extract_windows(x, window_boxes(x.shape[-2], x.shape[-1], crop, stride))
+            yield {"windows": x.numpy().astype(np.float32)}
 
     return stack_calibration(gen(), progress=progress, total=len(images))
 
@@ -170,11 +176,12 @@ def _export_fp32(radseg, vocab, opts: ExportOptions, tmp: Path) -> dict[str, Pat
         graphs["pipeline"] = onnx_export.export_fixed_pipeline(radseg, vocab.embeddings, h, w, tmp / "pipeline.onnx",
                                                                opset=opts.opset)
     if not graphs:
-        raise InputError("nothing to export: crop=0 has no window graph; give --imgsz HxW for the fixed pipeline")
+        raise InputError("nothing to export: the split graphs need windows (crop > 0, no --no-split); give --imgsz HxW for the fixed pipeline")
     return graphs
 
 
-def _artefact(path: Path, **extra) -> dict:
+def artefact_record(path: Path, **extra) -> dict:
+    """Manifest entry of an artefact: file name, SHA-256 and role-specific fields."""
     return {"file": path.name, "sha256": sha256_file(path), **extra}
 
 
@@ -187,45 +194,71 @@ def _move(src: Path, out_dir: Path, name: str) -> Path:
     return dst
 
 
-def _shape_profiles(radseg, opts: ExportOptions) -> dict[str, dict]:
-    """TensorRT optimization profiles (min, opt, max) of the dynamic graphs."""
-    c, d, p = radseg.radio.embed_dim, radseg.embedding_dim, radseg.radio.patch_size
-    crop = radseg.crop
-    side = max(opts.max_image_side // p, 1)
-    crop_p = max(crop // p, 1)
-    return {
-        "backbone": {"windows": ((1, 3, crop, crop), (6, 3, crop, crop), (opts.max_windows, 3, crop, crop))},
-        "head": {
-            "features": ((1, c, 1, 1), (1, c, 2 * crop_p, 3 * crop_p), (1, c, side, side)),
-            "text_embeddings": ((1, d), (32, d), (opts.max_classes, d)),
-        },
-    }
+def build_folder_engines(export_dir: str | os.PathLike, precision: str, workspace_mib: int = 1024,
+                         max_windows: int = 32, max_classes: int = 1024, max_image_side: int = 2048,
+                         progress: bool = True) -> Manifest:
+    """Build TensorRT engines on THIS machine for the ONNX graphs of an export folder; updates its manifest.
 
+    The folder may come from another machine (``radseg-edge export --format onnx`` on a desktop, then this
+    on the Jetson). Each engine gets a key record (GPU, SM, SM count, TensorRT, CUDA, L4T, precision, shape
+    profile, ONNX hash) that :class:`radseg_edge.backends.tensorrt.TensorRTBackend` checks before loading.
+    The head graph (SCGA + cosine) is built in fp16 even for INT8 exports.
 
-def _build_engines(radseg, graphs32, fmt, opts, out_dir, calib_images, artefacts, notes):
+    Raises:
+        EngineError: the folder's ONNX variant does not fit the precision with this TensorRT version.
+    """
     from radseg_edge.export.cache import EngineKey, describe_device, format_profile, write_key
     from radseg_edge.export.engine import build_engine, plan_build, required_onnx_kind
 
     trt = require("tensorrt", "trt", "TensorRT engine builds")
-    precision = FORMAT_PRECISION[fmt]
-    kind = required_onnx_kind(trt.__version__, precision)
+    folder = Path(export_dir)
+    manifest = Manifest.read(folder)
     device = describe_device()
-    profiles = _shape_profiles(radseg, opts)
-    timing_cache = out_dir / "timing.cache"
-    for role, src in graphs32.items():
-        onnx_path = _precision_variant(radseg, role, src, kind, opts, out_dir, calib_images, notes)
-        plan = plan_build(trt.__version__, precision, kind, opts.workspace_mib)
-        profile = profiles.get(role) if role != "pipeline" else None
-        engine = build_engine(onnx_path, plan, profile, timing_cache=timing_cache, progress=opts.progress)
-        engine_path = out_dir / f"{role}.{precision}.engine"
-        engine_path.write_bytes(engine)
-        key = EngineKey.create(device, precision, onnx_path, profile)
-        write_key(engine_path, key)
-        extra = {"imgsz": list(opts.imgsz)} if role == "pipeline" else {}
-        artefacts[f"{role}_engine"] = _artefact(engine_path, onnx=onnx_path.name, precision=precision,
-                                                shape_profile=format_profile(profile), plugins=[],
-                                                build=list(plan.notes), **extra)
-        artefacts[role] = _artefact(onnx_path, **extra)
+    profiles = shape_profiles(manifest, max_windows, max_classes, max_image_side)
+    timing_cache = folder / "timing.cache"
+    for role in ("pipeline", "backbone", "head"):
+        art = manifest.artefacts.get(role)
+        if art is None:
+            continue
+        role_precision = "fp16" if (precision == "int8" and role == "head") else precision
+        kind = art.get("kind", "fp32")
+        if role_precision == "int8" and kind != "qdq":
+            raise EngineError(f"an INT8 engine needs the Q/DQ {role} graph: export with --format onnx-int8 first")
+        try:
+            plan = plan_build(trt.__version__, role_precision, kind, workspace_mib)
+        except EngineError as exc:
+            needed = required_onnx_kind(trt.__version__, role_precision)
+            raise EngineError(f"{role}: {exc} (export the folder with --format "
+                              f"{ {'fp16': 'onnx-fp16', 'qdq': 'onnx-int8'}.get(needed, 'onnx') })") from exc
+        profile = profiles.get(role)
+        onnx_path = folder / art["file"]
+        engine_path = folder / f"{role}.{role_precision}.engine"
+        engine_path.write_bytes(build_engine(onnx_path, plan, profile, timing_cache=timing_cache, progress=progress))
+        write_key(engine_path, EngineKey.create(device, role_precision, onnx_path, profile))
+        extra = {"imgsz": art["imgsz"]} if "imgsz" in art else {}
+        manifest.artefacts[f"{role}_engine"] = artefact_record(
+            engine_path, onnx=onnx_path.name, precision=role_precision, shape_profile=format_profile(profile),
+            plugins=[], build=list(plan.notes), device=device.__dict__, **extra)
+    manifest.format = f"engine-{precision}"
+    manifest.precision = precision
+    manifest.write(folder)
+    return manifest
+
+
+def shape_profiles(manifest: Manifest, max_windows: int = 32, max_classes: int = 1024,
+                   max_image_side: int = 2048) -> dict[str, dict]:
+    """TensorRT optimization profiles (min, opt, max) of the dynamic graphs (the pipeline graph is static)."""
+    c, d = manifest.model["embed_dim"], manifest.vocabulary["dim"]
+    crop, p = manifest.windows["crop"], manifest.windows["patch"]
+    side = max(max_image_side // p, 1)
+    crop_p = max(crop // p, 1)
+    return {
+        "backbone": {"windows": ((1, 3, crop, crop), (min(6, max_windows), 3, crop, crop), (max_windows, 3, crop, crop))},
+        "head": {
+            "features": ((1, c, 1, 1), (1, c, 2 * crop_p, 3 * crop_p), (1, c, side, side)),
+            "text_embeddings": ((1, d), (min(32, max_classes), d), (max_classes, d)),
+        },
+    }
 
 
 def _precision_variant(radseg, role, src: Path, kind: str, opts, out_dir: Path, calib_images, notes) -> Path:
@@ -235,12 +268,14 @@ def _precision_variant(radseg, role, src: Path, kind: str, opts, out_dir: Path, 
     if kind == "fp16":
         from radseg_edge.export.fp16 import convert_fp16
 
-        return convert_fp16(src, out_dir / f"{role}.fp16.onnx")
+        path, converter = convert_fp16(src, out_dir / f"{role}.fp16.onnx")
+        notes.append(f"{role}: FP16 by {converter}")
+        return path
     from radseg_edge.export.quantize import quantize_int8
 
     if role == "head":  # SCGA + cosine dominate; the MLP is tiny: keep fp32
         return _move(src, out_dir, f"{role}.onnx")
-    calib = _calibration(radseg, calib_images, role, opts.progress)
+    calib = calibration_inputs(calib_images, role, radseg.crop, radseg.stride, opts.progress)
     result = quantize_int8(src, out_dir / f"{role}.int8.onnx", calib, backend=opts.quant_backend,
                            quantize_attention=opts.quantize_attention)
     notes.append(f"{role}: INT8 by {result.backend}, {result.quantized_nodes} MatMul/Gemm/Conv quantized, "
@@ -249,7 +284,20 @@ def _precision_variant(radseg, role, src: Path, kind: str, opts, out_dir: Path, 
     return result.path
 
 
-def _torch_tensorrt(radseg, vocab, opts, out_dir, artefacts):
+def _onnx_kinds(fmt: str) -> dict[str, str]:
+    """The ONNX variant ("fp32" | "fp16" | "qdq") to write for the graphs and for the head."""
+    if fmt.startswith("engine"):
+        from radseg_edge.export.engine import required_onnx_kind
+
+        version = require("tensorrt", "trt", "TensorRT engine builds").__version__
+        precision = FORMAT_PRECISION[fmt]
+        return {"graph": required_onnx_kind(version, precision),
+                "head": required_onnx_kind(version, "fp16" if precision == "int8" else precision)}
+    kind = {"fp32": "fp32", "fp16": "fp16", "int8": "qdq"}[FORMAT_PRECISION[fmt]]
+    return {"graph": kind, "head": kind}
+
+
+def _torch_tensorrt(radseg, vocab, opts, out_dir, artefacts, manifest):
     from radseg_edge.backends.torch_tensorrt import compile_module
     from radseg_edge.export.fixed import FixedResolutionPipeline
     from radseg_edge.export.graphs import HeadGraph, WindowBackbone
@@ -258,18 +306,18 @@ def _torch_tensorrt(radseg, vocab, opts, out_dir, artefacts):
     if opts.imgsz is not None:
         pipe = FixedResolutionPipeline(seg, vocab.embeddings, *opts.imgsz).cuda()
         path = compile_module(pipe, [pipe.example_input().cuda()], out_dir / "pipeline.trt.pt2")
-        artefacts["pipeline_trt"] = _artefact(path, imgsz=list(opts.imgsz))
+        artefacts["pipeline_trt"] = artefact_record(path, imgsz=list(opts.imgsz))
     if opts.split and seg.crop > 0:
-        prof = _shape_profiles(seg, opts)
+        prof = shape_profiles(manifest, opts.max_windows, opts.max_classes, opts.max_image_side)
         bb = WindowBackbone(seg.radio, (seg.crop, seg.crop), seg.scra_tau).cuda()
         lo, opt, hi = prof["backbone"]["windows"]
         path = compile_module(bb, [torch.rand(*opt, device="cuda")], out_dir / "backbone.trt.pt2", ranges={0: (lo, opt, hi)})
-        artefacts["backbone_trt"] = _artefact(path)
+        artefacts["backbone_trt"] = artefact_record(path)
         head = HeadGraph(seg.radio, seg.scga_tau).cuda()
         f, t = prof["head"]["features"], prof["head"]["text_embeddings"]
         path = compile_module(head, [torch.randn(*f[1], device="cuda"), torch.randn(*t[1], device="cuda")],
                               out_dir / "head.trt.pt2", precision="fp32", ranges={0: f, 1: t})
-        artefacts["head_trt"] = _artefact(path)
+        artefacts["head_trt"] = artefact_record(path)
 
 
 def _gate(radseg, out_dir: Path, fmt: str, vocab, opts: ExportOptions, notes: list[str]):
@@ -301,6 +349,27 @@ def _gate(radseg, out_dir: Path, fmt: str, vocab, opts: ExportOptions, notes: li
     return figures, checks, thresholds
 
 
+def check_export(radseg, export_dir: str | os.PathLike, vocabulary=None, options: ExportOptions | None = None) -> dict:
+    """Run the accuracy gate on an existing export folder against ``radseg``; returns the figures.
+
+    Raises:
+        EngineError: the folder's artefacts fail the thresholds (unless ``options.force``).
+    """
+    opts = options or ExportOptions()
+    manifest = Manifest.read(export_dir)
+    if vocabulary is None and "vocabulary" in manifest.artefacts:
+        from radseg_edge.models.text import Vocabulary
+
+        vocabulary = Vocabulary.load(manifest.artefact_path(export_dir, "vocabulary"))
+    if opts.imgsz is None and "pipeline" in manifest.artefacts:
+        opts.imgsz = tuple(manifest.artefacts["pipeline"]["imgsz"])
+    figures, checks, thresholds = _gate(radseg, Path(export_dir), manifest.format, _vocabulary(vocabulary, radseg),
+                                        opts, opts.notes)
+    for report, what in checks:
+        enforce(report, thresholds, what, force=opts.force)
+    return figures
+
+
 def _triple(result):
     feats = getattr(result, "features", None)
     return result.labels.cpu(), result.probs.cpu(), None if feats is None else feats.cpu()
@@ -321,26 +390,7 @@ def export_model(radseg, fmt: str, out_dir: str | os.PathLike, vocabulary=None, 
     out_dir.mkdir(parents=True, exist_ok=True)
     vocab = _vocabulary(vocabulary, radseg)
     notes = opts.notes
-    artefacts: dict[str, dict] = {}
-    if vocab is not None:
-        artefacts["vocabulary"] = _artefact(vocab.save(out_dir / "vocabulary.safetensors"), names=list(vocab.names))
     precision = FORMAT_PRECISION[fmt]
-    calib_images: list[np.ndarray] = []
-    if precision == "int8":
-        calib_images = sample_images(opts.calib_dir, opts.calib_limit, opts.imgsz, [], "calibration")
-    if fmt == "torch-tensorrt":
-        _torch_tensorrt(radseg, vocab, opts, out_dir, artefacts)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            graphs = _export_fp32(radseg.to("cpu"), vocab, opts, Path(tmp))
-            if fmt.startswith("engine"):
-                _build_engines(radseg, graphs, fmt, opts, out_dir, calib_images, artefacts, notes)
-            else:
-                kind = {"fp32": "fp32", "fp16": "fp16", "int8": "qdq"}[precision]
-                for role, src in graphs.items():
-                    path = _precision_variant(radseg, role, src, kind, opts, out_dir, calib_images, notes)
-                    extra = {"imgsz": list(opts.imgsz)} if role == "pipeline" else {}
-                    artefacts[role] = _artefact(path, **extra)
     radio = radseg.radio
     manifest = Manifest(
         format=fmt,
@@ -351,9 +401,33 @@ def export_model(radseg, fmt: str, out_dir: str | os.PathLike, vocabulary=None, 
                     "text_model": getattr(vocab, "text_model", None)},
         windows={"crop": radseg.crop, "stride": radseg.stride, "patch": radio.patch_size, "scra_tau": radseg.scra_tau,
                  "scga_tau": radseg.scga_tau, "denoise": radseg.denoise, "prediction_thresh": radseg.prediction_thresh},
-        artefacts=artefacts,
         notes=notes,
     )
+    artefacts = manifest.artefacts
+    if vocab is not None:
+        artefacts["vocabulary"] = artefact_record(vocab.save(out_dir / "vocabulary.safetensors"), names=list(vocab.names))
+    calib_images: list[np.ndarray] = []
+    if precision == "int8":
+        calib_images = sample_images(opts.calib_dir, opts.calib_limit, opts.imgsz, [], "calibration")
+    if fmt == "torch-tensorrt":
+        _torch_tensorrt(radseg, vocab, opts, out_dir, artefacts, manifest)
+    else:
+        kinds = _onnx_kinds(fmt)
+        device = radseg.device
+        with tempfile.TemporaryDirectory() as tmp:
+            graphs = _export_fp32(radseg.to("cpu"), vocab, opts, Path(tmp))
+            for role, src in graphs.items():
+                kind = kinds["head" if role == "head" else "graph"]
+                path = _precision_variant(radseg, role, src, kind, opts, out_dir, calib_images, notes)
+                if kind == "qdq" and role == "head":
+                    kind = "fp32"
+                extra = {"imgsz": list(opts.imgsz)} if role == "pipeline" else {}
+                artefacts[role] = artefact_record(path, kind=kind, **extra)
+        radseg.to(device)
+        if fmt.startswith("engine"):
+            manifest.write(out_dir)
+            manifest = build_folder_engines(out_dir, precision, opts.workspace_mib, opts.max_windows, opts.max_classes,
+                                            opts.max_image_side, opts.progress)
     manifest.write(out_dir)
     manifest.gate, checks, thresholds = _gate(radseg, out_dir, fmt, vocab, opts, notes)
     manifest.notes = notes

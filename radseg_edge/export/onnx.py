@@ -84,7 +84,8 @@ def fold_constants(model):
 
         poly_config.INTERNAL_CORRECTNESS_CHECKS = False
         with G_LOGGER.verbosity(G_LOGGER.ERROR):
-            return poly_fold(model, num_passes=None, error_ok=True)
+            # the exporter already recorded shapes; onnx shape inference on large models is the slow part
+            return poly_fold(model, num_passes=None, do_shape_inference=False, error_ok=True)
     import onnxscript.optimizer
 
     return onnxscript.optimizer.optimize(model)

@@ -97,6 +97,39 @@ def check_qdq_placement(model, allowed: Sequence[str] = QUANTIZED_OP_TYPES) -> i
     return sum(counts.values())
 
 
+def strip_foreign_qdq(model, allowed: Sequence[str] = QUANTIZED_OP_TYPES) -> int:
+    """Rewire nodes outside ``allowed`` that read a Q->DQ pair of an activation back to the float tensor.
+
+    ONNX Runtime's QDQ quantizer also quantizes some MatMul outputs, so the following bias/residual Add
+    would read INT8-rounded values; this puts those consumers back in higher precision and drops the
+    Q/DQ nodes left unused. Returns the number of rewired inputs. Modifies ``model`` in place.
+    """
+    producers = {out: node for node in model.graph.node for out in node.output}
+    rewired = 0
+    for node in model.graph.node:
+        if node.op_type in allowed or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        for k, name in enumerate(node.input):
+            dq = producers.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producers.get(dq.input[0])
+            if q is None or q.op_type != "QuantizeLinear":
+                continue  # a quantized weight initializer: leave it
+            node.input[k] = q.input[0]
+            rewired += 1
+    used = {i for node in model.graph.node for i in node.input} | {o.name for o in model.graph.output}
+    changed = True
+    while changed:  # drop Q/DQ nodes whose outputs nobody reads any more
+        changed = False
+        for node in list(model.graph.node):
+            if node.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(o in used for o in node.output):
+                model.graph.node.remove(node)
+                changed = True
+        used = {i for node in model.graph.node for i in node.input} | {o.name for o in model.graph.output}
+    return rewired
+
+
 def list_images(folder: str | os.PathLike, limit: int | None = None) -> list[Path]:
     """Image files of ``folder`` (sorted, non-recursive), at most ``limit``."""
     folder = Path(folder)
@@ -178,20 +211,53 @@ def _static_batch(onnx_path) -> int:
 
 
 def _quantize_ort(onnx_path, output_path, calibration, exclude) -> None:
+    import onnx
+
     q = require("onnxruntime.quantization", "onnx", "INT8 quantization with ONNX Runtime")
+    model = onnx.load(str(onnx_path))
+    # name the nodes to quantize (nodes_to_exclude leaves tensors without calibration ranges in ORT)
+    targets = [n.name for n in model.graph.node if n.op_type in QUANTIZED_OP_TYPES and n.name not in set(exclude)]
     q.quantize_static(
         str(onnx_path),
         str(output_path),
         _ArrayReader(calibration, batch=_static_batch(onnx_path)),
         quant_format=q.QuantFormat.QDQ,
         op_types_to_quantize=list(QUANTIZED_OP_TYPES),
-        nodes_to_exclude=list(exclude),
+        nodes_to_quantize=targets,
         per_channel=True,
         activation_type=q.QuantType.QInt8,
         weight_type=q.QuantType.QInt8,
         calibrate_method=q.CalibrationMethod.MinMax,
         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
     )
+
+
+def _ort_worker(onnx_path: str, output_path: str, calibration_npz: str, exclude: list[str]) -> None:
+    with np.load(calibration_npz) as data:
+        calibration = {k: data[k] for k in data.files}
+    _quantize_ort(onnx_path, output_path, calibration, exclude)
+
+
+def _quantize_ort_isolated(onnx_path, output_path, calibration, exclude) -> None:
+    """ONNX Runtime quantization, in a fresh interpreter when ModelOpt was imported (it patches
+    onnxruntime.quantization's calibrators on import, which breaks ONNX Runtime's own QDQ flow)."""
+    import sys
+
+    if not any(m == "modelopt" or m.startswith("modelopt.") for m in sys.modules):
+        _quantize_ort(onnx_path, output_path, calibration, exclude)
+        return
+    import multiprocessing
+
+    with tempfile.TemporaryDirectory() as tmp:
+        npz = Path(tmp) / "calibration.npz"
+        np.savez(npz, **calibration)
+        proc = multiprocessing.get_context("spawn").Process(
+            target=_ort_worker, args=(str(onnx_path), str(output_path), str(npz), list(exclude))
+        )
+        proc.start()
+        proc.join()
+    if proc.exitcode != 0:
+        raise EngineError(f"ONNX Runtime INT8 quantization of {onnx_path} failed (exit code {proc.exitcode}; see the log above)")
 
 
 def quantize_int8(
@@ -236,7 +302,10 @@ def quantize_int8(
                 notes.append(f"ModelOpt unavailable or failed ({type(exc).__name__}: {exc}); used ONNX Runtime QDQ")
                 used = "ort"
         if used == "ort":
-            _quantize_ort(src, output_path, calibration, exclude)
+            _quantize_ort_isolated(src, output_path, calibration, exclude)
+            quantized_model = onnx.load(str(output_path))
+            if strip_foreign_qdq(quantized_model):
+                save_model(quantized_model, output_path)
     quantized = check_qdq_placement(onnx.load(str(output_path)))
     if quantized == 0:
         raise EngineError(f"quantization of {onnx_path} produced no INT8 MatMul/Gemm/Conv")
