@@ -69,6 +69,7 @@ def test_manifest_records_input_size_classes_and_versions(export):
     assert manifest["vocabulary"]["names"][:2] == ["sky", "grass"] and manifest["vocabulary"]["num_classes"] == 7
     assert manifest["versions"]["torch"] == torch.__version__
     assert manifest["format"] == "aoti" and manifest["manifest_version"] == 1
+    assert manifest["gate"]["passed"] and manifest["gate"]["pipeline"]["label_agreement"] >= 0.999
     from radseg_edge.export.manifest import Manifest  # the other export formats' reader accepts it
 
     assert Manifest.read(export_dir).artefact_path(export_dir, "aoti") == export_dir / "model.pt2"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -143,8 +144,14 @@ def export_aoti_package(
     out_dir: str | os.PathLike,
     device: str = "cpu",
     module: nn.Module | None = None,
+    gate_images: list[np.ndarray] | None = None,
+    force: bool = False,
 ) -> Path:
     """Export RADSeg with vocabulary ``vocab`` for height x width frames as an AOTInductor package.
+
+    The package is then checked against ``radseg`` itself (accuracy gate, fp32 thresholds of the
+    other formats: >= 99.9 % equal labels, probabilities within 1e-4) on ``gate_images`` (H x W x 3
+    uint8 RGB; default: two synthetic images) and the figures are stored in ``manifest["gate"]``.
 
     Args:
         radseg: a :class:`radseg_edge.RADSeg` (its window, tau and threshold settings are compiled in).
@@ -153,6 +160,8 @@ def export_aoti_package(
         out_dir: folder for model.pt2 and manifest.json.
         device: "cpu" or "cuda[:N]".
         module: the frame-to-labels module to compile (default: the fixed-resolution pipeline).
+        gate_images: images for the accuracy gate (resized to height x width when needed).
+        force: keep a package that fails the gate (with a warning) instead of raising EngineError.
     Returns:
         the path of manifest.json.
     """
@@ -177,4 +186,39 @@ def export_aoti_package(
         },
     }
     frame = torch.zeros(1, height, width, 3, dtype=torch.uint8)
-    return export_aoti(module, frame, out_dir, manifest, device=device)
+    path = export_aoti(module, frame, out_dir, manifest, device=device)
+    _gate(radseg, vocab, path, device, gate_images, force)
+    return path
+
+
+def _gate(radseg, vocab, manifest_path: Path, device: str, images: list[np.ndarray] | None, force: bool) -> None:
+    """Compare the package (run from Python) with ``radseg`` and record the figures in the manifest."""
+    import cv2
+
+    from radseg_edge.export.build import synthetic_images
+    from radseg_edge.export.gate import DEFAULT_THRESHOLDS, compare, enforce
+
+    record = Manifest.read(manifest_path.parent)
+    height, width = record.windows["height"], record.windows["width"]
+    package = torch._inductor.aoti_load_package(str(record.artefact_path(manifest_path.parent, "aoti")))
+    notes = []
+    if images is None:
+        images = synthetic_images(2, (height, width))
+        notes.append("aoti accuracy gate on 2 synthetic images (no gate images given)")
+    images = [img if img.shape[:2] == (height, width) else cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
+              for img in images]
+
+    def reference(image):
+        result = radseg(image, vocab)
+        return result.labels, result.probs
+
+    def candidate(image):
+        with torch.inference_mode():
+            return package(torch.from_numpy(np.ascontiguousarray(image))[None].to(device))
+
+    report = compare(reference, candidate, images)
+    thresholds = DEFAULT_THRESHOLDS["fp32"]
+    record.gate = {"pipeline": report.as_dict(), "passed": not report.failures(thresholds)}
+    record.notes = [*record.notes, *notes]
+    record.write(manifest_path.parent)
+    enforce(report, thresholds, "the AOTInductor package", force=force)
