@@ -35,3 +35,13 @@ def test_module_must_return_labels_and_probs_at_frame_size(tmp_path, module):
     with pytest.raises(InputError, match="labels"):
         export_aoti(module, torch.zeros(1, 32, 48, 3, dtype=torch.uint8), tmp_path)
     assert not (tmp_path / "model.pt2").exists()
+
+
+def test_cli_aoti_format_needs_a_frame_size_and_a_vocabulary(tmp_path):
+    import argparse
+
+    from radseg_edge.cli._export_aoti import run_aoti
+
+    args = argparse.Namespace(imgsz=None, vocab=None, out=str(tmp_path))
+    with pytest.raises(InputError, match="--imgsz HxW and --vocab FILE"):
+        run_aoti(args)
