@@ -65,21 +65,26 @@ def add_radseg_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sam-mask-coeff", type=float, default=0.005, help="RADSeg+ scale of the mask prompt")
 
 
-def radseg_from_args(args: argparse.Namespace, radio, vocabulary=None, profiler=None):
-    from radseg_edge.pipeline import RADSeg
-
+def radseg_options_from_args(args: argparse.Namespace) -> dict:
+    """The RADSeg keyword arguments given by :func:`add_radseg_args` options."""
     refine = None if args.refine == "none" else args.refine
     try:
         coarse = float(args.coarse_thresh)
     except ValueError:
         coarse = args.coarse_thresh
-    return RADSeg(
-        radio, scra_tau=args.scra_tau, scga_tau=args.scga_tau, crop=args.crop, stride=args.stride,
+    return dict(
+        scra_tau=args.scra_tau, scga_tau=args.scga_tau, crop=args.crop, stride=args.stride,
         denoise=args.denoise, prediction_thresh=args.prediction_thresh, kernels=args.kernels,
-        precision=args.precision, window_batch=args.window_batch, vocabulary=vocabulary, profiler=profiler,
+        precision=args.precision, window_batch=args.window_batch,
         refine=refine, sam_checkpoint=args.sam_checkpoint, coarse_thresh=coarse, sam_num_heads=args.sam_num_heads,
         minimal_area=args.minimal_area, sam_iou_thresh=args.sam_iou_thresh, sam_mask_coeff=args.sam_mask_coeff,
     )
+
+
+def radseg_from_args(args: argparse.Namespace, radio, vocabulary=None, profiler=None):
+    from radseg_edge.pipeline import RADSeg
+
+    return RADSeg(radio, vocabulary=vocabulary, profiler=profiler, **radseg_options_from_args(args))
 
 
 def add_vocab_args(p: argparse.ArgumentParser, required: bool = True) -> None:
