@@ -47,8 +47,7 @@ typedef enum radseg_status {
   RADSEG_ERR_BAD_STRIDE = 6,            /* row stride smaller than width * 3 bytes */
   RADSEG_ERR_BACKEND_UNAVAILABLE = 7,   /* backend not compiled in (e.g. TensorRT) or device missing */
   RADSEG_ERR_RUNTIME = 8,               /* inference failed */
-  RADSEG_ERR_NO_PROBABILITIES = 9,      /* probabilities asked for but disabled at creation */
-  RADSEG_ERR_INTERNAL = 10              /* unexpected failure (out of memory, bug) */
+  RADSEG_ERR_INTERNAL = 9               /* unexpected failure (out of memory, bug) */
 } radseg_status;
 
 typedef enum radseg_pixel_format {

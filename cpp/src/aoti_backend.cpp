@@ -97,13 +97,14 @@ class AotiBackend final : public InferenceBackend {
       // Finish the GPU work here so that the stage timing charges it to inference, not to the copy-out.
       if (device_.is_cuda()) c10::impl::getDeviceGuardImpl(device_.type())->synchronizeDevice(device_.index());
     } catch (const std::exception& e) {
-      throw Error(Status::PackageCorrupt, "the AOTInductor package failed to run on a " +
-                                              std::to_string(manifest_.width) + "x" +
-                                              std::to_string(manifest_.height) +
-                                              " frame (does manifest.json belong to this package?): " +
-                                              first_line(e.what()));
+      // Failing on the warm-up frame means the package is unusable; later it is a run-time failure.
+      throw Error(ran_once_ ? Status::Runtime : Status::PackageCorrupt,
+                  "the AOTInductor package failed to run on a " + std::to_string(manifest_.width) + "x" +
+                      std::to_string(manifest_.height) + " frame" +
+                      (ran_once_ ? ": " : " (does manifest.json belong to this package?): ") + first_line(e.what()));
     }
     check_outputs();
+    ran_once_ = true;
   }
 
   void fetch() override {
@@ -160,6 +161,7 @@ class AotiBackend final : public InferenceBackend {
 
   Manifest manifest_;
   bool want_probs_;
+  bool ran_once_ = false;
   c10::Device device_{c10::DeviceType::CPU};
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
   at::Tensor input_host_, input_device_, labels_host_, labels_device_, probs_host_;

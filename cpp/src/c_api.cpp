@@ -143,7 +143,6 @@ const char* radseg_status_string(radseg_status status) {
     case RADSEG_ERR_BAD_STRIDE: return "RADSEG_ERR_BAD_STRIDE";
     case RADSEG_ERR_BACKEND_UNAVAILABLE: return "RADSEG_ERR_BACKEND_UNAVAILABLE";
     case RADSEG_ERR_RUNTIME: return "RADSEG_ERR_RUNTIME";
-    case RADSEG_ERR_NO_PROBABILITIES: return "RADSEG_ERR_NO_PROBABILITIES";
     case RADSEG_ERR_INTERNAL: return "RADSEG_ERR_INTERNAL";
   }
   return "RADSEG_ERR_UNKNOWN";

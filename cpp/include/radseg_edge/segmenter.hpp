@@ -30,8 +30,7 @@ enum class Status : int {
   BadStride = 6,
   BackendUnavailable = 7,
   Runtime = 8,
-  NoProbabilities = 9,
-  Internal = 10,
+  Internal = 9,
 };
 
 class Error : public std::runtime_error {
