@@ -91,3 +91,29 @@ def test_vocab_show_and_missing_vocabulary(tmp_path, capsys):
     code = main(["segment", str(vpath), "--checkpoint", str(TINY_CKPT), "--vocab", str(tmp_path / "nope.safetensors"),
                  "--out", str(tmp_path / "o")])
     assert code == 1 and "vocabulary file not found" in capsys.readouterr().err
+
+
+def test_info_counts_the_radseg_plus_sam_path(capsys):
+    from tests.conftest import FIXTURES
+
+    sam = FIXTURES / "sam"
+    assert main(["info", str(sam / "tiny_radio_sam_public.pth.tar"), "--json", "--sam-checkpoint",
+                 str(sam / "tiny_sam_public.safetensors"), "--sam-num-heads", "2"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    extra = sum(v for k, v in info["parameters"].items() if k.startswith("sam:")) + info["parameters"]["head:sam:feature"]
+    assert info["parameters_radseg_plus"] == info["parameters_radseg"] + extra and extra > 0
+
+
+def test_segment_with_sam_refinement_from_the_command_line(tmp_path, capsys):
+    from tests.conftest import FIXTURES
+
+    sam = FIXTURES / "sam"
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8))
+    vpath = Vocabulary.from_embeddings(["a", "b"], torch.randn(2, 40, generator=torch.Generator().manual_seed(0))).save(
+        tmp_path / "v.safetensors")
+    code = main(["segment", str(img), "--checkpoint", str(sam / "tiny_radio_sam_public.pth.tar"), "--vocab", str(vpath),
+                 "--out", str(tmp_path / "o"), "--crop", "64", "--stride", "32", "--refine", "sam",
+                 "--sam-checkpoint", str(sam / "tiny_sam_public.safetensors"), "--sam-num-heads", "2"])
+    assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "o" / "a_labels.png").is_file()

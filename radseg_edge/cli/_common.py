@@ -59,22 +59,32 @@ def add_radseg_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sam-checkpoint", metavar="PATH", help="SAM ViT-H weights (sam_vit_h_4b8939.pth) for --refine sam")
     g.add_argument("--coarse-thresh", default="0.1",
                    help="RADSeg+ uncertainty threshold, a number or a dataset name (voc20, context59, ...)")
+    g.add_argument("--sam-num-heads", type=int, default=8, help="attention heads of the SAM decoder (8 in every released SAM)")
+    g.add_argument("--minimal-area", type=int, default=225, help="RADSeg+ smallest region (pixels at half size) to prompt")
+    g.add_argument("--sam-iou-thresh", type=float, default=0.9, help="RADSeg+ keeps masks whose predicted IoU exceeds it")
+    g.add_argument("--sam-mask-coeff", type=float, default=0.005, help="RADSeg+ scale of the mask prompt")
 
 
-def radseg_from_args(args: argparse.Namespace, radio, vocabulary=None, profiler=None):
-    from radseg_edge.pipeline import RADSeg
-
+def radseg_options_from_args(args: argparse.Namespace) -> dict:
+    """The RADSeg keyword arguments given by :func:`add_radseg_args` options."""
     refine = None if args.refine == "none" else args.refine
     try:
         coarse = float(args.coarse_thresh)
     except ValueError:
         coarse = args.coarse_thresh
-    return RADSeg(
-        radio, scra_tau=args.scra_tau, scga_tau=args.scga_tau, crop=args.crop, stride=args.stride,
+    return dict(
+        scra_tau=args.scra_tau, scga_tau=args.scga_tau, crop=args.crop, stride=args.stride,
         denoise=args.denoise, prediction_thresh=args.prediction_thresh, kernels=args.kernels,
-        precision=args.precision, window_batch=args.window_batch, vocabulary=vocabulary, profiler=profiler,
-        refine=refine, sam_checkpoint=args.sam_checkpoint, coarse_thresh=coarse,
+        precision=args.precision, window_batch=args.window_batch,
+        refine=refine, sam_checkpoint=args.sam_checkpoint, coarse_thresh=coarse, sam_num_heads=args.sam_num_heads,
+        minimal_area=args.minimal_area, sam_iou_thresh=args.sam_iou_thresh, sam_mask_coeff=args.sam_mask_coeff,
     )
+
+
+def radseg_from_args(args: argparse.Namespace, radio, vocabulary=None, profiler=None):
+    from radseg_edge.pipeline import RADSeg
+
+    return RADSeg(radio, vocabulary=vocabulary, profiler=profiler, **radseg_options_from_args(args))
 
 
 def add_vocab_args(p: argparse.ArgumentParser, required: bool = True) -> None:

@@ -15,6 +15,8 @@ def register(sub) -> None:
                                    "of its exact architecture, nothing downloaded).")
     p.add_argument("model", metavar="MODEL_OR_PATH", help=f"a checkpoint path or one of: {', '.join(CONFIGS)}")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--sam-checkpoint", metavar="PATH", help="also count the RADSeg+ SAM path (neck, prompt encoder, decoder)")
+    p.add_argument("--sam-num-heads", type=int, default=8, help="attention heads of the SAM decoder (default 8)")
     p.set_defaults(func=run)
 
 
@@ -47,6 +49,12 @@ def run(args: argparse.Namespace) -> int:
         radio, source = load_radio(args.model), "checkpoint"
     info = describe(radio)
     info["source"] = source
+    if args.sam_checkpoint:
+        from radseg_edge.models.sam_refiner import SamRefiner
+
+        sam = SamRefiner.from_checkpoint(args.sam_checkpoint, num_heads=args.sam_num_heads, radio=radio).parameter_counts()
+        info["parameters"].update(sam)
+        info["parameters_radseg_plus"] = info["parameters_radseg"] + sum(sam.values()) + info["parameters"].get("head:sam:feature", 0)
     if args.json:
         print(json.dumps(info, indent=1))
         return 0
@@ -64,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     for k, v in info["parameters"].items():
         table.add_row(k, f"{v / 1e6:.2f}M")
     table.add_row("[bold]RADSeg (backbone + language head)[/bold]", f"{info['parameters_radseg'] / 1e6:.2f}M")
+    if "parameters_radseg_plus" in info:
+        table.add_row("[bold]RADSeg+ (+ sam feature head + SAM path)[/bold]", f"{info['parameters_radseg_plus'] / 1e6:.2f}M")
     console.print(table)
     console.print(f"preferred resolution: {info['preferred_resolution']}; weights licence: {info['license']}")
     return 0

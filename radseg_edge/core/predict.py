@@ -32,7 +32,10 @@ def upsample_probs(probs: Tensor, size: tuple[int, int]) -> Tensor:
     """Bilinear upsampling (align_corners=False) of B x K x h x w to B x K x H x W."""
     if tuple(probs.shape[-2:]) == tuple(size):
         return probs
-    return F.interpolate(probs, size=size, mode="bilinear", align_corners=False)
+    # channels-last, as in the reference: CPU bilinear rounds differently per memory layout (1 ulp), and
+    # RADSeg+ point prompts (first maximum among near-ties) depend on that ulp. Bitwise equal to every fixture.
+    x = probs.contiguous(memory_format=torch.channels_last)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False).contiguous()
 
 
 def class_maxima(probs: Tensor) -> Tensor:

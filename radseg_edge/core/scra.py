@@ -28,6 +28,27 @@ def merge_heads(x: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(b, n, h * d)
 
 
+def attention_with_values(
+    x: Tensor,
+    qkv_weight: Tensor,
+    qkv_bias: Tensor | None,
+    proj_weight: Tensor,
+    proj_bias: Tensor | None,
+    num_heads: int,
+) -> tuple[Tensor, Tensor]:
+    """Plain multi-head self-attention with output projection, and the values it used.
+
+    Args:
+        x: B x N x C tokens (the block's norm1 output), fp32.
+    Returns:
+        (B x N x C ``proj(softmax(q k^T / sqrt(d)) v)``, B x H x N x d values).
+    """
+    q, k, v = split_qkv(x, qkv_weight, qkv_bias, num_heads)
+    scale = q.shape[-1] ** -0.5
+    attn = torch.softmax((q * scale) @ k.transpose(-2, -1), dim=-1)
+    return F.linear(merge_heads(attn @ v), proj_weight, proj_bias), v
+
+
 def standard_attention_reference(
     x: Tensor,
     qkv_weight: Tensor,
@@ -36,17 +57,8 @@ def standard_attention_reference(
     proj_bias: Tensor | None,
     num_heads: int,
 ) -> Tensor:
-    """Plain multi-head self-attention with output projection.
-
-    Args:
-        x: B x N x C tokens (the block's norm1 output), fp32.
-    Returns:
-        B x N x C, ``proj(softmax(q k^T / sqrt(d)) v)``.
-    """
-    q, k, v = split_qkv(x, qkv_weight, qkv_bias, num_heads)
-    scale = q.shape[-1] ** -0.5
-    attn = torch.softmax((q * scale) @ k.transpose(-2, -1), dim=-1)
-    return F.linear(merge_heads(attn @ v), proj_weight, proj_bias)
+    """Plain multi-head self-attention (B x N x C -> B x N x C), the first step of SCRA."""
+    return attention_with_values(x, qkv_weight, qkv_bias, proj_weight, proj_bias, num_heads)[0]
 
 
 def self_correlation_attention(o: Tensor, v: Tensor, tau: float) -> Tensor:
@@ -77,8 +89,5 @@ def scra_attention_reference(
     tau: float = 10.0,
 ) -> Tensor:
     """SCRA on ``x`` (B x N x C, all tokens: cls, registers, patches). Returns B x N x C."""
-    q, k, v = split_qkv(x, qkv_weight, qkv_bias, num_heads)
-    scale = q.shape[-1] ** -0.5
-    attn = torch.softmax((q * scale) @ k.transpose(-2, -1), dim=-1)
-    o = F.linear(merge_heads(attn @ v), proj_weight, proj_bias)
+    o, v = attention_with_values(x, qkv_weight, qkv_bias, proj_weight, proj_bias, num_heads)
     return F.linear(self_correlation_attention(o, v, tau), proj_weight, proj_bias)

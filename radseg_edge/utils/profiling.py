@@ -30,6 +30,10 @@ STAGES = (
     "head",
     "postprocess",
     "refine",
+    "sam_prompts",  # RADSeg+ stages, nested in "refine"
+    "sam_backbone",
+    "sam_decoder",
+    "sam_merge",
     "overlay",
     "encode",
 )
@@ -45,6 +49,9 @@ class StageProfiler:
         self._pending: list[tuple[str, object, object]] = []
         self.frames = 0
         self.info: dict[str, object] = {}
+        #: shallowest nesting depth each stage was seen at (0 = top level, not inside another stage).
+        self.depth: dict[str, int] = {}
+        self._open = 0
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -52,6 +59,16 @@ class StageProfiler:
         if not self.enabled:
             yield
             return
+        self.depth[name] = min(self.depth.get(name, self._open), self._open)
+        self._open += 1
+        try:
+            with self._timed(name):
+                yield
+        finally:
+            self._open -= 1
+
+    @contextlib.contextmanager
+    def _timed(self, name: str) -> Iterator[None]:
         if self.device.type == "cuda":
             start = torch.cuda.Event(enable_timing=True)
             end = torch.cuda.Event(enable_timing=True)
@@ -106,6 +123,25 @@ class StageProfiler:
                 "mean_ms": float(arr.mean()),
                 "count": int(arr.size),
             }
+        return out
+
+    def mark(self) -> dict[str, int]:
+        """A bookmark of how many samples every stage has; pass it to :meth:`since`."""
+        self._resolve()
+        return {k: len(v) for k, v in self.samples.items()}
+
+    def since(self, mark: dict[str, int], top_level_only: bool = True) -> dict[str, float]:
+        """Total ms per stage recorded after ``mark`` (e.g. the model stages of one frame).
+
+        With ``top_level_only`` nested stages are left out, so the returned durations never overlap
+        and their sum is at most the wall time of the enclosing call.
+        """
+        self._resolve()
+        out: dict[str, float] = {}
+        for name, values in self.samples.items():
+            new = values[mark.get(name, 0):]
+            if new and (not top_level_only or self.depth.get(name, 0) == 0):
+                out[name] = float(sum(new))
         return out
 
     def reset(self) -> None:

@@ -1,0 +1,225 @@
+"""TensorRT engine builds from the exported ONNX graphs.
+
+The build path depends on the installed TensorRT (EDGE.md, "TensorRT versions that matter"):
+
+- TensorRT 10.x (JetPack 6 ships 10.3): a *weakly typed* network; precision comes from builder flags
+  (FP16; INT8 + FP16 with a Q/DQ ONNX, explicit quantization, no calibrator). LayerNorm, softmax and
+  reductions are pinned to fp32 with precision constraints.
+- TensorRT 11+: the FP16/INT8 builder flags and the legacy calibrators are gone; the network is
+  *strongly typed*: precision comes from the ONNX itself (an fp16-converted ONNX for FP16, a Q/DQ ONNX
+  for INT8).
+
+:func:`plan_build` makes that choice from a version string and is pure (tested without TensorRT);
+:func:`build_engine` carries a plan out with the TensorRT Python API, imported lazily.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from radseg_edge.errors import EngineError, require
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+#: ONNX variants an engine can be built from (see radseg_edge.export.onnx / fp16 / quantize).
+ONNX_KINDS = ("fp32", "fp16", "qdq")
+
+#: TensorRT layer types kept in fp32 under the weakly typed FP16/INT8 flags.
+FP32_LAYER_TYPES = ("NORMALIZATION", "SOFTMAX", "REDUCE")
+
+
+def parse_version(version: str) -> tuple[int, int]:
+    """"10.3.0.30" -> (10, 3)."""
+    parts = str(version).split(".")
+    try:
+        return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except ValueError as exc:
+        raise EngineError(f"cannot read the TensorRT version {version!r}") from exc
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """How to configure a TensorRT build (names are TensorRT enum members, resolved at build time)."""
+
+    tensorrt: tuple[int, int]
+    precision: str
+    onnx_kind: str
+    strongly_typed: bool
+    network_flags: tuple[str, ...]
+    builder_flags: tuple[str, ...]
+    fp32_layer_types: tuple[str, ...]
+    workspace_bytes: int
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def required_onnx_kind(tensorrt_version: str, precision: str) -> str:
+    """Which ONNX variant a build of ``precision`` needs with this TensorRT: "fp32", "fp16" or "qdq"."""
+    if precision not in PRECISIONS:
+        raise EngineError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    major, _ = parse_version(tensorrt_version)
+    if precision == "int8":
+        return "qdq"
+    if precision == "fp16" and major >= 11:
+        return "fp16"
+    return "fp32"
+
+
+def plan_build(tensorrt_version: str, precision: str, onnx_kind: str | None = None, workspace_mib: int = 1024) -> BuildPlan:
+    """Choose network/builder flags for ``precision`` with the given TensorRT version.
+
+    Args:
+        tensorrt_version: ``tensorrt.__version__`` (e.g. "10.3.0.30", "11.0.0").
+        precision: "fp32", "fp16" or "int8".
+        onnx_kind: the ONNX variant at hand ("fp32", "fp16" converted, "qdq" quantized); default: the
+            one this version needs (:func:`required_onnx_kind`).
+        workspace_mib: builder workspace limit in MiB (keep it small on Orin Nano: 256-1024).
+    Raises:
+        EngineError: TensorRT older than 10, or an ONNX variant that cannot give ``precision``.
+    """
+    major, minor = parse_version(tensorrt_version)
+    if major < 10:
+        raise EngineError(f"TensorRT {tensorrt_version} is too old: radseg-edge needs TensorRT >= 10.3 (JetPack 6)")
+    needed = required_onnx_kind(tensorrt_version, precision)
+    onnx_kind = onnx_kind or needed
+    if onnx_kind not in ONNX_KINDS:
+        raise EngineError(f"unknown ONNX kind {onnx_kind!r}; expected one of {', '.join(ONNX_KINDS)}")
+    workspace = int(workspace_mib) * (1 << 20)
+    if precision == "int8" and onnx_kind != "qdq":
+        raise EngineError("an INT8 engine is built from a Q/DQ ONNX: run `radseg-edge export --format onnx-int8` first")
+    if major >= 11:
+        if onnx_kind != needed:
+            raise EngineError(
+                f"TensorRT {tensorrt_version} builds strongly typed networks only: a {precision} engine needs the "
+                f"{'fp16-converted' if needed == 'fp16' else needed} ONNX, got the {onnx_kind} one"
+            )
+        return BuildPlan(
+            tensorrt=(major, minor),
+            precision=precision,
+            onnx_kind=onnx_kind,
+            strongly_typed=True,
+            network_flags=("STRONGLY_TYPED",),
+            builder_flags=(),
+            fp32_layer_types=(),
+            workspace_bytes=workspace,
+            notes=("strongly typed: precision comes from the ONNX (no FP16/INT8 builder flags in TensorRT 11)",),
+        )
+    if onnx_kind == "fp16" or (onnx_kind == "qdq" and precision != "int8"):
+        # a converted graph already fixes its types: let TensorRT 10 honour them as well
+        return BuildPlan(
+            tensorrt=(major, minor),
+            precision=precision,
+            onnx_kind=onnx_kind,
+            strongly_typed=True,
+            network_flags=("STRONGLY_TYPED",),
+            builder_flags=(),
+            fp32_layer_types=(),
+            workspace_bytes=workspace,
+            notes=(f"TensorRT {major}.{minor}: strongly typed build of the {onnx_kind} ONNX",),
+        )
+    flags: tuple[str, ...] = ()
+    notes: list[str] = [f"TensorRT {major}.{minor}: weakly typed network with builder precision flags"]
+    if precision == "fp16":
+        flags = ("FP16", "PREFER_PRECISION_CONSTRAINTS")
+    elif precision == "int8":
+        flags = ("INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS")
+        notes.append("explicit quantization from the Q/DQ nodes (no calibrator)")
+    return BuildPlan(
+        tensorrt=(major, minor),
+        precision=precision,
+        onnx_kind=onnx_kind,
+        strongly_typed=False,
+        network_flags=(),
+        builder_flags=flags,
+        fp32_layer_types=FP32_LAYER_TYPES if precision != "fp32" else (),
+        workspace_bytes=workspace,
+        notes=tuple(notes),
+    )
+
+
+def _progress_monitor(trt, print_fn=print):
+    """A ``trt.IProgressMonitor`` that prints phase starts and steps (TensorRT >= 10)."""
+
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self):
+            trt.IProgressMonitor.__init__(self)
+            self._start = time.perf_counter()
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            indent = "  " if parent_phase else ""
+            print_fn(f"[{time.perf_counter() - self._start:7.1f}s] {indent}{phase_name} ({num_steps} steps)")
+
+        def step_complete(self, phase_name, step):
+            return True  # keep building
+
+        def phase_finish(self, phase_name):
+            pass
+
+    return Monitor()
+
+
+def build_engine(
+    onnx_path: str | os.PathLike,
+    plan: BuildPlan,
+    shape_profile: Mapping[str, Sequence[Sequence[int]]] | None = None,
+    timing_cache: str | os.PathLike | None = None,
+    plugin_libraries: Sequence[str | os.PathLike] = (),
+    progress: bool = True,
+) -> bytes:
+    """Build a serialized TensorRT engine from an ONNX file following ``plan``.
+
+    Args:
+        onnx_path: the ONNX variant the plan expects.
+        shape_profile: {input name: (min, opt, max) shapes} for dynamic inputs (e.g. the window batch).
+        timing_cache: file to read and update with kernel timings (faster rebuilds).
+        plugin_libraries: shared libraries with TensorRT plugins to load first.
+    Returns:
+        the serialized engine bytes (store them with :class:`radseg_edge.export.cache.EngineCache`).
+    """
+    trt = require("tensorrt", "trt", "building TensorRT engines")
+    import ctypes
+
+    for lib in plugin_libraries:
+        ctypes.CDLL(str(lib))
+    logger = trt.Logger(trt.Logger.WARNING)
+    trt.init_libnvinfer_plugins(logger, "")
+    builder = trt.Builder(logger)
+    net_flags = 0
+    for name in plan.network_flags:
+        net_flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
+    network = builder.create_network(net_flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise EngineError(f"TensorRT could not parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
+    for name in plan.builder_flags:
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    if plan.fp32_layer_types:
+        pinned = {getattr(trt.LayerType, t) for t in plan.fp32_layer_types}
+        for i in range(network.num_layers):
+            layer = network.get_layer(i)
+            if layer.type in pinned:
+                layer.precision = trt.float32
+    if shape_profile:
+        profile = builder.create_optimization_profile()
+        for name, (smin, sopt, smax) in shape_profile.items():
+            profile.set_shape(name, tuple(smin), tuple(sopt), tuple(smax))
+        config.add_optimization_profile(profile)
+    cache = None
+    if timing_cache is not None:
+        blob = Path(timing_cache).read_bytes() if Path(timing_cache).exists() else b""
+        cache = config.create_timing_cache(blob)
+        config.set_timing_cache(cache, ignore_mismatch=False)
+    if progress and hasattr(trt, "IProgressMonitor"):
+        config.progress_monitor = _progress_monitor(trt)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise EngineError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
+    if cache is not None:
+        Path(timing_cache).write_bytes(bytes(config.get_timing_cache().serialize()))
+    return bytes(serialized)

@@ -1,0 +1,340 @@
+"""Video outputs named by URI, following jetson-inference's videoOutput convention.
+
+=================================  ==============================================================
+``display://0``                    a window (only when a display exists and OpenCV has a GUI)
+``file://out.mp4``, ``out.avi``    a video file (mp4v for .mp4/.mov/.mkv, MJPG for .avi)
+``frames/``, ``file://frames/``    an image sequence (``frames/000000.jpg`` ...); ``frames/%05d.png`` too
+``http://127.0.0.1:8080``          MJPEG over HTTP (GET /stream, /frame.jpg, / for a viewer page)
+``null``                           discard (for measuring)
+=================================  ==============================================================
+
+The MJPEG server binds to 127.0.0.1 unless the URI names another address (``http://0.0.0.0:8080``
+exposes it to the network). Port 0 picks a free port (``sink.port`` tells which). Extra JSON routes
+(the live vocabulary endpoint) are added with :meth:`MjpegSink.add_route`. Sinks take
+H x W x 3 uint8 RGB frames.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import cv2
+import numpy as np
+
+from radseg_edge.errors import RadsegError
+from radseg_edge.runtime.sources import VIDEO_EXTENSIONS, opencv_build_info
+
+IMAGE_SEQUENCE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+class SinkError(RadsegError):
+    """A video output cannot be parsed or opened."""
+
+
+class VideoSink:
+    """Base class: ``write(frame_rgb)`` each frame, ``close()`` once. ``stop_requested`` ends the stream."""
+
+    uri: str = ""
+    stop_requested = False
+
+    def write(self, frame_rgb: np.ndarray) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class NullSink(VideoSink):
+    """Discards frames (counts them)."""
+
+    def __init__(self, uri: str = "null") -> None:
+        self.uri = uri
+        self.frames = 0
+
+    def write(self, frame_rgb: np.ndarray) -> None:
+        self.frames += 1
+
+
+def display_available() -> bool:
+    """A window can be opened: a display server is set (or Windows/macOS) and OpenCV has a GUI backend."""
+    if os.name == "posix" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        if not Path("/System").exists():  # macOS needs no DISPLAY
+            return False
+    return opencv_build_info().get("GUI", "NONE").upper() != "NONE"
+
+
+class DisplaySink(VideoSink):
+    """An OpenCV window; closing it or pressing q/Esc requests the end of the stream."""
+
+    def __init__(self, uri: str = "display://0", title: str = "radseg-edge") -> None:
+        if not display_available():
+            raise SinkError(
+                f"{uri!r}: no display here (DISPLAY unset or OpenCV without GUI, e.g. opencv-python-headless). "
+                "Use --sink http://127.0.0.1:8080 to watch in a browser, or install opencv-python"
+            )
+        self.uri = uri
+        self.title = title
+        self._shown = False
+
+    def write(self, frame_rgb: np.ndarray) -> None:
+        cv2.imshow(self.title, cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
+        self._shown = True
+        key = cv2.waitKey(1) & 0xFF
+        closed = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1
+        if key in (ord("q"), 27) or closed:
+            self.stop_requested = True
+
+    def close(self) -> None:
+        if self._shown:
+            cv2.destroyWindow(self.title)
+            cv2.waitKey(1)
+
+
+class VideoFileSink(VideoSink):
+    """A video file written by OpenCV; opened at the first frame (its size fixes the video size)."""
+
+    CODECS = {".avi": "MJPG", ".mp4": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".m4v": "mp4v"}
+
+    def __init__(self, path: str, fps: float = 30.0, uri: str = "") -> None:
+        self.path = Path(path)
+        self.uri = uri or str(path)
+        self.fps = fps
+        self.fourcc = self.CODECS.get(self.path.suffix.lower())
+        if self.fourcc is None:
+            raise SinkError(f"cannot write video {str(path)!r}: use one of {', '.join(self.CODECS)}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.writer: cv2.VideoWriter | None = None
+        self.size: tuple[int, int] | None = None
+        self.frames = 0
+
+    def write(self, frame_rgb: np.ndarray) -> None:
+        h, w = frame_rgb.shape[:2]
+        if self.writer is None:
+            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h))
+            if not self.writer.isOpened():
+                raise SinkError(f"OpenCV cannot write {self.fourcc} video to {str(self.path)!r}")
+            self.size = (w, h)
+        if (w, h) != self.size:
+            frame_rgb = cv2.resize(frame_rgb, self.size, interpolation=cv2.INTER_AREA)
+        self.writer.write(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+
+
+class ImageSequenceSink(VideoSink):
+    """One image per frame: ``pattern % index`` (default ``<folder>/%06d.jpg``)."""
+
+    def __init__(self, pattern: str, uri: str = "") -> None:
+        self.uri = uri or pattern
+        if "%" not in pattern:
+            p = Path(pattern)
+            pattern = str(p.with_name(p.stem + "_%06d" + p.suffix) if p.suffix else p / "%06d.jpg")
+        if Path(pattern).suffix.lower() not in IMAGE_SEQUENCE_EXTENSIONS:
+            raise SinkError(f"image sequence {pattern!r}: use one of {', '.join(IMAGE_SEQUENCE_EXTENSIONS)}")
+        self.pattern = pattern
+        Path(pattern).parent.mkdir(parents=True, exist_ok=True)
+        self.frames = 0
+
+    def write(self, frame_rgb: np.ndarray) -> None:
+        path = self.pattern % self.frames
+        if not cv2.imwrite(path, cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR)):
+            raise SinkError(f"cannot write {path!r}")
+        self.frames += 1
+
+
+#: a JSON route: (request body bytes, content type) -> (HTTP status, JSON-serialisable reply)
+Route = Callable[[bytes, str], tuple[int, object]]
+
+VIEWER_PAGE = """<!doctype html><html><head><title>radseg-edge</title></head>
+<body style="font-family:sans-serif;background:#222;color:#eee">
+<img src="/stream" style="max-width:100%"><br>
+<form onsubmit="fetch('/vocab',{method:'POST',headers:{'Content-Type':'application/json'},
+ body:JSON.stringify({classes:document.getElementById('c').value})}).then(r=>r.json())
+ .then(j=>document.getElementById('s').textContent=JSON.stringify(j));return false;">
+classes: <input id="c" size="60" placeholder="person, car, tree"> <button>apply</button></form>
+<pre id="s"></pre></body></html>"""
+
+
+class MjpegSink(VideoSink):
+    """MJPEG over HTTP from a stdlib ``ThreadingHTTPServer`` in its own (joined, non-daemon) thread.
+
+    Routes: ``GET /`` viewer page, ``GET /stream`` multipart/x-mixed-replace MJPEG,
+    ``GET /frame.jpg`` the newest frame, plus any added with :meth:`add_route`.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, quality: int = 80, uri: str = "") -> None:
+        self.quality = int(quality)
+        self._cond = threading.Condition()
+        self._jpeg: bytes | None = None
+        self._seq = 0
+        self._closing = threading.Event()
+        self.routes: dict[tuple[str, str], Route] = {}
+        sink = self
+
+        class Handler(_Handler):
+            owner = sink
+
+        try:
+            self.server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise SinkError(f"cannot serve MJPEG on {host}:{port} ({exc.strerror}); pick another port") from exc
+        self.server.daemon_threads = False  # handler threads are joined by server_close()
+        self.server.block_on_close = True
+        self.host = host
+        self.port = int(self.server.server_address[1])
+        self.uri = uri or f"http://{host}:{port}"
+        self.url = f"http://{host}:{self.port}"
+        self.frames = 0
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name=f"mjpeg-server:{self.port}")
+        self._thread.start()
+
+    def add_route(self, method: str, path: str, route: Route) -> None:
+        """Serve ``route`` at ``method path`` (JSON reply)."""
+        self.routes[(method.upper(), path)] = route
+
+    def write(self, frame_rgb: np.ndarray) -> None:
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:  # pragma: no cover - OpenCV always encodes uint8 RGB
+            raise SinkError("JPEG encoding failed")
+        with self._cond:
+            self._jpeg = buf.tobytes()
+            self._seq += 1
+            self._cond.notify_all()
+        self.frames += 1
+
+    def wait_frame(self, after_seq: int, timeout: float) -> tuple[int, bytes | None]:
+        """The newest JPEG once its sequence number exceeds ``after_seq`` (or the current one on timeout)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._seq > after_seq or self._closing.is_set(), timeout=timeout)
+            return self._seq, self._jpeg
+
+    @property
+    def closing(self) -> bool:
+        return self._closing.is_set()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing.set()
+            self._cond.notify_all()
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: MjpegSink
+    protocol_version = "HTTP/1.0"
+    timeout = 10.0  # seconds a stalled viewer may block a write before it is dropped
+    server_version = "radseg-edge"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet by default
+        pass
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, obj: object) -> None:
+        self._send(status, json.dumps(obj).encode(), "application/json")
+
+    def _route(self, method: str) -> bool:
+        route = self.owner.routes.get((method, urlsplit(self.path).path))
+        if route is None:
+            return False
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        try:
+            status, reply = route(body, self.headers.get("Content-Type", ""))
+        except Exception as exc:  # a route bug must not kill the server
+            status, reply = HTTPStatus.INTERNAL_SERVER_ERROR, {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        self._json(int(status), reply)
+        return True
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        if not self._route("POST"):
+            self._json(HTTPStatus.NOT_FOUND, {"ok": False, "error": f"no POST route {self.path}"})
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        path = urlsplit(self.path).path
+        if self._route("GET"):
+            return
+        if path == "/":
+            self._send(HTTPStatus.OK, VIEWER_PAGE.encode(), "text/html; charset=utf-8")
+        elif path == "/frame.jpg":
+            _, jpeg = self.owner.wait_frame(0, timeout=5.0)
+            if jpeg is None:
+                self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"ok": False, "error": "no frame yet"})
+            else:
+                self._send(HTTPStatus.OK, jpeg, "image/jpeg")
+        elif path == "/stream":
+            self._stream()
+        else:
+            self._json(HTTPStatus.NOT_FOUND, {"ok": False, "error": f"no route {path}"})
+
+    def _stream(self) -> None:
+        boundary = "radsegframe"
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={boundary}")
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        seq = 0
+        try:
+            while not self.owner.closing:
+                new_seq, jpeg = self.owner.wait_frame(seq, timeout=0.25)
+                if jpeg is None or new_seq == seq:
+                    continue
+                seq = new_seq
+                self.wfile.write(
+                    f"--{boundary}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
+                    + jpeg + b"\r\n"
+                )
+                self.wfile.flush()
+        except OSError:
+            pass  # the viewer went away or stalled
+
+
+def open_sink(uri: str, fps: float | None = None) -> VideoSink:
+    """Open an output URI (see the module table)."""
+    text = str(uri).strip()
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if text in ("null", "null://", "none") or scheme == "null":
+        return NullSink(text)
+    if scheme == "display":
+        return DisplaySink(text)
+    if scheme in ("http", "mjpeg"):
+        host = parts.hostname or "127.0.0.1"
+        port = parts.port if parts.port is not None else 8080
+        return MjpegSink(host, port, uri=text)
+    if scheme == "file":
+        path = (parts.netloc + parts.path) if parts.netloc not in ("", "localhost") else parts.path
+    elif scheme and len(scheme) > 1:
+        raise SinkError(
+            f"unknown sink {text!r}: expected display://0, file://out.mp4, a folder for images, "
+            "http://127.0.0.1:PORT (MJPEG) or null"
+        )
+    else:
+        path = text
+    suffix = Path(path).suffix.lower()
+    if suffix in VIDEO_EXTENSIONS:
+        return VideoFileSink(path, fps=fps or 30.0, uri=text)
+    if "%" in path or suffix in IMAGE_SEQUENCE_EXTENSIONS or suffix == "" or path.endswith(("/", os.sep)):
+        return ImageSequenceSink(path, uri=text)
+    raise SinkError(f"cannot tell what kind of output {text!r} is: use a video (.mp4/.avi), a folder or a %d pattern")
