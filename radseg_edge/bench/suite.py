@@ -75,6 +75,7 @@ class BenchOptions:
     device: str = "cpu"
     precision: str = "fp32"
     kernels: str = "auto"
+    window_batch: int | None = None  # windows per backbone call of the PyTorch path (None: all at once)
     runs: int = 3
     warmup: int = 1
     baseline: bool = True
@@ -130,8 +131,9 @@ def _pytorch_candidate(radio, case: BenchCase, image: Tensor, text: Tensor, opti
     from radseg_edge.pipeline import RADSeg
 
     prof = StageProfiler(device=options.device)
-    seg = RADSeg(radio, crop=case.crop, stride=case.stride, kernels=options.kernels, precision=precision, profiler=prof)
-    notes = [f"kernels={seg.kernels_name}"]
+    seg = RADSeg(radio, crop=case.crop, stride=case.stride, kernels=options.kernels, precision=precision, profiler=prof,
+                 window_batch=options.window_batch)
+    notes = [f"kernels={seg.kernels_name}", f"window_batch={options.window_batch or 'all'}"]
     return Candidate(
         name=f"pytorch {precision}",
         backend="pytorch",

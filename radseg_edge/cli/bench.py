@@ -37,6 +37,8 @@ def register(subparsers) -> None:
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                    help="adds a PyTorch row at this precision next to the exact fp32 one (default fp32)")
     p.add_argument("--kernels", default="auto", help="SCRA/SCGA kernels of the PyTorch path (default auto)")
+    p.add_argument("--window-batch", type=int, default=None, metavar="N",
+                   help="windows per backbone call of the PyTorch path (default: all windows of the image at once)")
     p.add_argument("--backend", action="append", default=None, metavar="NAME",
                    help="also run this exported backend (onnxruntime, tensorrt, ...); repeatable")
     p.add_argument("--formats", action="store_true",
@@ -99,6 +101,7 @@ def handler(args) -> int:
         device=args.device,
         precision=args.precision,
         kernels=args.kernels,
+        window_batch=args.window_batch,
         runs=args.runs,
         warmup=args.warmup,
         baseline=args.baseline,
