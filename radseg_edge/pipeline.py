@@ -12,6 +12,7 @@ Data flow, one image at a time (images of a batch are independent):
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 from dataclasses import dataclass, field
 
@@ -138,6 +139,9 @@ class RADSeg(nn.Module):
         if refine == "sam":
             self.refiner = self._make_refiner(sam_checkpoint, sam_num_heads)
         self._check_precision()
+        # bf16/fp16: a copy of the backbone whose Linear weights are cast once (not on every call by autocast);
+        # LayerNorm, the residual stream, SCGA, the language head and the cosine stay fp32.
+        self._lowp_backbone = _low_precision_copy(radio, PRECISIONS[precision]) if precision != "fp32" else None
 
     # -- configuration -------------------------------------------------------------------------------
     @property
@@ -217,10 +221,11 @@ class RADSeg(nn.Module):
         """Windows nW x 3 x h x w -> features nW x C x h/16 x w/16 (last block with SCRA)."""
         scra = functools.partial(self._ops.scra, tau=self.scra_tau)
         chunk = self.window_batch or windows.shape[0]
+        model = self.radio if self._lowp_backbone is None else self._lowp_backbone
         outs = []
         with self._autocast():
             for i in range(0, windows.shape[0], chunk):
-                outs.append(self.radio.forward_spatial(windows[i : i + chunk], last_attention=scra).float())
+                outs.append(model.forward_spatial(windows[i : i + chunk], last_attention=scra).float())
         return torch.cat(outs) if len(outs) > 1 else outs[0]
 
     @torch.no_grad()
@@ -232,10 +237,8 @@ class RADSeg(nn.Module):
 
     @torch.no_grad()
     def language_features(self, features: Tensor) -> Tensor:
-        """The language adaptor's summary head per pixel: B x C x h x w -> B x D x h x w (fp32)."""
-        with self._autocast():
-            out = self.language_head(features.permute(0, 2, 3, 1))
-        return out.float().permute(0, 3, 1, 2)
+        """The language adaptor's summary head per pixel: B x C x h x w -> B x D x h x w (fp32, as RADIO runs heads)."""
+        return self.language_head(features.float().permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
     @torch.no_grad()
     def forward(
@@ -301,3 +304,17 @@ class RADSeg(nn.Module):
             f"crop={self.crop}, stride={self.stride}, scra_tau={self.scra_tau}, scga_tau={self.scga_tau}, "
             f"denoise={self.denoise}, kernels={self._ops.name}, precision={self.precision}"
         )
+
+
+def _low_precision_copy(radio: RadioModel, dtype: torch.dtype) -> RadioModel:
+    """A copy of the backbone (no adaptor heads) with its Linear weights in ``dtype``; other tensors stay fp32."""
+    heads = radio.heads
+    radio.heads = nn.ModuleDict()
+    try:
+        clone = copy.deepcopy(radio)
+    finally:
+        radio.heads = heads
+    for module in clone.modules():
+        if isinstance(module, nn.Linear):
+            module.to(dtype)
+    return clone

@@ -117,3 +117,23 @@ def test_segment_with_sam_refinement_from_the_command_line(tmp_path, capsys):
                  "--sam-checkpoint", str(sam / "tiny_sam_public.safetensors"), "--sam-num-heads", "2"])
     assert code == 0, capsys.readouterr().err
     assert (tmp_path / "o" / "a_labels.png").is_file()
+
+
+def test_segment_runs_an_exported_onnx_folder_with_the_same_labels(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from tests._export_helpers import CROP, FRAME_HW, STRIDE, tiny_export_folder
+
+    folder = tiny_export_folder()
+    img = tmp_path / "frame.png"
+    cv2.imwrite(str(img), np.random.default_rng(5).integers(0, 255, (*FRAME_HW, 3), dtype=np.uint8))
+    outs = {}
+    for backend in ("torch", "onnxruntime"):
+        out = tmp_path / backend
+        code = main(["segment", str(img), "--checkpoint", str(TINY_CKPT), "--vocab", str(folder.parent / "vocab.safetensors"),
+                     "--out", str(out), "--crop", str(CROP), "--stride", str(STRIDE), "--backend", backend,
+                     "--export-dir", str(folder)])
+        err = capsys.readouterr().err
+        assert code == 0, err
+        assert backend in err
+        outs[backend] = np.asarray(Image.open(out / "frame_labels.png"))
+    assert (outs["torch"] == outs["onnxruntime"]).mean() == 1.0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from radseg_edge.cli._common import add_model_args, add_radseg_args, load_model_from_args, radseg_from_args
+from radseg_edge.cli._export_aoti import FORMAT as AOTI
+from radseg_edge.cli._export_aoti import HELP_LINE as AOTI_HELP
 
 FORMAT_HELP = """formats:
   onnx            fp32 graphs: window backbone (dynamic batch) + head (vocabulary as input);
@@ -14,6 +16,7 @@ FORMAT_HELP = """formats:
   engine-fp16     TensorRT engines for THIS GPU (needs tensorrt and a GPU; TRT 10 weakly / TRT 11 strongly typed)
   engine-int8     TensorRT INT8 engines from the Q/DQ graphs
   torch-tensorrt  torch-tensorrt compiled programs saved as ExportedPrograms (needs torch_tensorrt and a GPU)
+""" + AOTI_HELP + """
 Every export is compared with the PyTorch pipeline (accuracy gate); a failing export is refused unless --force.
 The folder gets manifest.json (model, vocabulary dimension, crop, precision, versions, gate figures)."""
 
@@ -26,7 +29,7 @@ def register(sub) -> None:
     )
     from radseg_edge.export.build import FORMATS
 
-    p.add_argument("--format", "-f", required=True, choices=FORMATS, help="what to produce (see below)")
+    p.add_argument("--format", "-f", required=True, choices=(*FORMATS, AOTI), help="what to produce (see below)")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
     p.add_argument("--imgsz", metavar="HxW", help="also export the whole pipeline for frames of this size (e.g. 480x640)")
     p.add_argument("--no-split", action="store_true", help="with --imgsz: skip the backbone/head graphs")
@@ -76,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
     )
 
     console = Console(stderr=True)
+    if args.format == AOTI:
+        from radseg_edge.cli._export_aoti import run_aoti
+
+        return run_aoti(args)
     check_feasible(args.format)  # say why a format is impossible here before loading anything
     imgsz = parse_imgsz(args.imgsz) if args.imgsz else None
     radio = load_model_from_args(args)

@@ -32,6 +32,9 @@ def register(sub) -> None:
     add_model_args(p)
     add_radseg_args(p)
     add_vocab_args(p)
+    from radseg_edge.backends import add_backend_args
+
+    add_backend_args(p)
     p.set_defaults(func=run)
 
 
@@ -61,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     radio = load_model_from_args(args)
     vocab = vocab_from_args(args, radio)
     seg = radseg_from_args(args, radio, vocabulary=vocab)
+    from radseg_edge.backends import backend_from_args
+
+    backend = backend_from_args(args, radseg=seg, vocabulary=vocab)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failures: list[tuple[Path, str]] = []
@@ -69,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
             image, note = load_image(path)
             if note:
                 console.print(f"{path}: {note}")
-            result = seg(image, channel_order="rgb")
-            labels = result.labels_numpy()
+            result = backend(image, channel_order="rgb")
+            labels = result.labels[0].cpu().numpy()
             stem = out / path.stem
             png = labels_to_png_array(labels)
             label_path = stem.with_name(stem.name + "_labels.png")
@@ -87,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         except RadsegError as exc:
             failures.append((path, str(exc)))
     done = len(paths) - len(failures)
-    console.print(f"segmented {done}/{len(paths)} image(s) into {out} ({len(vocab)} classes, kernels {seg.kernels_name})")
+    console.print(f"segmented {done}/{len(paths)} image(s) into {out} ({len(vocab)} classes, {backend.describe()})")
     for path, why in failures:
         console.print(f"[red]failed[/red] {path}: {why}")
     return 1 if failures else 0
