@@ -289,7 +289,8 @@ class RADSeg(nn.Module):
         with prof.stage("head"):
             lowres = class_probabilities(self.language_features(agg), emb)
         with prof.stage("postprocess"):
-            probs = denoise_prompts(upsample_probs(lowres, size), self.denoise)
+            probs = upsample_probs(lowres, size)
+            probs = denoise_prompts(probs, self.denoise, inplace=probs is not lowres)
             labels = labels_from_probs(probs, self.prediction_thresh)
         return dict(probs=probs, labels=labels, features=feats, scga_features=agg, lowres_probs=lowres)
 

@@ -29,13 +29,17 @@ def class_probabilities(features: Tensor, text_embeddings: Tensor, logit_scale: 
 
 
 def upsample_probs(probs: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear upsampling (align_corners=False) of B x K x h x w to B x K x H x W."""
+    """Bilinear upsampling (align_corners=False) of B x K x h x w to B x K x H x W.
+
+    The result is in channels-last memory layout (values as usual; call ``.contiguous()`` if a caller needs
+    NCHW strides): converting back would cost one more full-resolution copy.
+    """
     if tuple(probs.shape[-2:]) == tuple(size):
         return probs
     # channels-last, as in the reference: CPU bilinear rounds differently per memory layout (1 ulp), and
     # RADSeg+ point prompts (first maximum among near-ties) depend on that ulp. Bitwise equal to every fixture.
     x = probs.contiguous(memory_format=torch.channels_last)
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False).contiguous()
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 def class_maxima(probs: Tensor) -> Tensor:
@@ -43,18 +47,19 @@ def class_maxima(probs: Tensor) -> Tensor:
     return probs.flatten(2).amax(dim=-1)
 
 
-def denoise_prompts(probs: Tensor, threshold: float = 0.5) -> Tensor:
+def denoise_prompts(probs: Tensor, threshold: float = 0.5, inplace: bool = False) -> Tensor:
     """Prompt denoising, per image: a class whose maximum over the image is < ``threshold`` gets 0 everywhere.
 
     Args:
         probs: B x K x H x W.
+        inplace: zero the classes in ``probs`` itself (saves a full-resolution copy).
     Returns:
-        B x K x H x W (a new tensor).
+        B x K x H x W (``probs`` itself when ``inplace``, else a new tensor).
     """
     if threshold <= 0:
         return probs
-    keep = (class_maxima(probs) >= threshold).to(probs.dtype)
-    return probs * keep[:, :, None, None]
+    keep = (class_maxima(probs) >= threshold).to(probs.dtype)[:, :, None, None]
+    return probs.mul_(keep) if inplace else probs * keep
 
 
 def labels_from_probs(probs: Tensor, prediction_thresh: float = 0.0) -> Tensor:
