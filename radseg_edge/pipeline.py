@@ -166,8 +166,10 @@ class RADSeg(nn.Module):
         return out
 
     def _check_precision(self) -> None:
-        if self.precision == "fp16" and self.device.type == "cpu":
-            raise InputError("precision fp16 needs a GPU; on the CPU use fp32 or bf16")
+        from radseg_edge.utils.precision import resolve_precision
+
+        if self.precision != "fp32":
+            resolve_precision(self.precision, self.device)  # fp16 needs a GPU; bf16 a CPU with AVX-512 BF16/AMX
 
     def _make_refiner(self, checkpoint, num_heads):
         if checkpoint is None:
@@ -275,7 +277,7 @@ class RADSeg(nn.Module):
 
     def _one(self, x: Tensor, emb: Tensor, size: tuple[int, int]) -> dict[str, Tensor]:
         prof = self.profiler
-        with prof.stage("preprocess"):
+        with prof.stage("windows"):
             resized, windows, boxes = self.windows_of(x)
         with prof.stage("backbone"):
             window_feats = self.backbone(windows)

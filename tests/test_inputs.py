@@ -47,7 +47,7 @@ def test_uint8_is_scaled_to_unit_range():
 def test_radseg_settings_are_validated(tiny_radio):
     with pytest.raises(InputError, match="multiples of the patch size"):
         RADSeg(tiny_radio, crop=100, stride=50)
-    with pytest.raises(InputError, match="fp16 needs a GPU"):
+    with pytest.raises(InputError, match="fp16 is for GPUs"):
         RADSeg(tiny_radio, precision="fp16")
     with pytest.raises(InputError, match="unknown kernels"):
         RADSeg(tiny_radio, kernels="magic")

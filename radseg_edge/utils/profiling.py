@@ -24,6 +24,7 @@ import torch
 STAGES = (
     "decode",
     "preprocess",
+    "windows",
     "backbone",
     "stitch",
     "scga",
