@@ -177,7 +177,37 @@ def results_markdown(doc: dict, command: str, note: str = "") -> str:
     if doc.get("skipped"):
         lines += ["## Not run here", ""] + [f"- {s}" for s in doc["skipped"]] + [""]
     lines += ["## Full tables", "", report.to_markdown(doc, title="Per setting").split("\n", 2)[2]]
+    lines += other_results_markdown()
     return "\n".join(lines)
+
+
+#: results of the other benchmark scripts (each saves benchmarks/results/<name>.md), in data-flow order.
+OTHER_RESULTS = (
+    ("scga_memory", "python benchmarks/bench_scga_memory.py", "SCGA kernels: blocked CPU vs reference"),
+    ("pipeline_memory", "python benchmarks/bench_pipeline_memory.py", "Whole pipeline at N = 14112: peak memory"),
+    ("export_formats", "python benchmarks/export_formats.py", "Export formats: PyTorch vs ONNX Runtime fp32 / INT8"),
+    ("refine", "python benchmarks/bench_refine.py", "RADSeg+ refinement cost"),
+    ("cpp_runtime", "python benchmarks/bench_cpp_runtime.py", "C++ runtime vs Python pipeline"),
+    ("stream_pipeline_c-radio_v3-b", "python benchmarks/stream_pipeline.py", "Streaming runtime"),
+)
+
+
+def other_results_markdown() -> list[str]:
+    """The saved tables of the other benchmark scripts, each with the command that regenerates it."""
+    lines = ["", "## Other benchmark scripts", "",
+             "Each table below is the last saved output of its script (re-run the command to refresh it; its own "
+             "header says when and under which load it ran)."]
+    for name, command, title in OTHER_RESULTS:
+        path = ROOT / "results" / f"{name}.md"
+        if not path.is_file():
+            continue
+        body = path.read_text(encoding="utf-8").strip().splitlines()
+        if body and body[0].startswith("#"):
+            body = body[1:]
+        while body and not body[0].strip():
+            body = body[1:]
+        lines += ["", f"### {title}", "", f"`{command}`", "", *[ln.replace("# ", "#### ", 1) if ln.startswith("# ") else ln for ln in body]]
+    return lines + [""]
 
 
 def main(argv: list[str] | None = None) -> int:
