@@ -18,7 +18,9 @@ model's metadata under :data:`KEEP_FP32_KEY`.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -47,6 +49,19 @@ FP32_SCOPES = ("scga",)
 #: the largest number of windows a backbone graph is exported for (the dynamic batch's upper bound).
 MAX_WINDOWS = 256
 
+
+
+@contextlib.contextmanager
+def quiet_exporter_logs():
+    """Silence the dynamo exporter's "torchvision is not installed. Skipping torchvision::nms" lines
+    (radseg-edge never uses torchvision ops); errors still surface."""
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 def default_opset(opset: int | None) -> int:
     opset = DEFAULT_OPSET if opset is None else int(opset)
@@ -140,7 +155,7 @@ def export_module(
     require("onnxscript", "onnx", "ONNX export (torch's dynamo exporter)")
     opset = default_opset(opset)
     module = module.eval()
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), quiet_exporter_logs():
         warnings.simplefilter("ignore")
         try:
             program = torch.onnx.export(

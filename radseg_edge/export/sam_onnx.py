@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from radseg_edge.errors import EngineError, require
+from radseg_edge.export.onnx import quiet_exporter_logs
 from radseg_edge.models.sam import SAM_EMBED_GRID, SAM_MASK_INPUT_SIZE, SamPromptDecoder
 
 INPUT_NAMES = ["sam_features", "point_coords", "point_labels", "boxes", "mask_inputs", "prompt_mask_index"]
@@ -63,7 +64,7 @@ def export_sam_decoder_onnx(sam: SamPromptDecoder, path: str | os.PathLike, opse
         "prompt_mask_index": {0: p},
     }
     try:
-        with torch.inference_mode(False), torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad(), quiet_exporter_logs():
             program = torch.onnx.export(
                 sam,
                 args,
