@@ -30,6 +30,10 @@ from radseg_edge.utils.profiling import NULL_PROFILER, StageProfiler
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+#: default windows per backbone call on the CPU: large enough for efficient matrix multiplies, small enough
+#: that the backbone's activations stay far below SCGA's (see benchmarks/RESULTS.md).
+CPU_WINDOW_BATCH = 4
+
 
 @dataclass
 class SegmentationResult:
@@ -79,7 +83,9 @@ class RADSeg(nn.Module):
         kernels: SCRA/SCGA implementation: "auto", "reference", "blocked", "triton", "cuda".
         precision: "fp32", "bf16" (CPU with AVX-512 BF16/AMX, or GPU) or "fp16" (GPU) for the backbone and
             heads; SCGA, softmax and the cosine stay fp32.
-        window_batch: at most this many windows per backbone call (None: all windows of an image at once).
+        window_batch: at most this many windows per backbone call; None (default) picks by device: 4 on the CPU
+            (bounds activation memory at no cost in speed there), all windows of an image at once on a GPU;
+            0 = all at once.
         vocabulary: default class embeddings (K x D tensor or Vocabulary) used when a call gives none.
         profiler: a StageProfiler receiving per-stage timings.
     """
@@ -113,6 +119,8 @@ class RADSeg(nn.Module):
                 f"loaded heads: {list(radio.heads)}); load it with adaptors including the language teacher"
             )
         p = radio.patch_size
+        if window_batch is not None and window_batch < 0:
+            raise InputError(f"window_batch must be >= 0 (0 = all windows at once), got {window_batch}")
         if crop < 0 or (crop and (crop % p or stride <= 0 or stride % p)):
             raise InputError(f"crop ({crop}) and stride ({stride}) must be positive multiples of the patch size {p} (crop=0: no windows)")
         if precision not in PRECISIONS:
@@ -147,6 +155,13 @@ class RADSeg(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.radio.parameters()).device
+
+    @property
+    def windows_per_call(self) -> int:
+        """Windows per backbone call (0 = all windows of an image at once)."""
+        if self.window_batch is None:
+            return CPU_WINDOW_BATCH if self.device.type == "cpu" else 0
+        return int(self.window_batch)
 
     @property
     def kernels_name(self) -> str:
@@ -222,7 +237,7 @@ class RADSeg(nn.Module):
     def backbone(self, windows: Tensor) -> Tensor:
         """Windows nW x 3 x h x w -> features nW x C x h/16 x w/16 (last block with SCRA)."""
         scra = functools.partial(self._ops.scra, tau=self.scra_tau)
-        chunk = self.window_batch or windows.shape[0]
+        chunk = self.windows_per_call or windows.shape[0]
         model = self.radio if self._lowp_backbone is None else self._lowp_backbone
         outs = []
         with self._autocast():

@@ -81,9 +81,11 @@ def test_uint8_bgr_array_equals_rgb_tensor(tiny_radio):
 
 def test_window_batching_does_not_change_results(tiny_radio):
     meta, t = load_case("seg_slide64s32_100x150")
-    full = _radseg(tiny_radio, meta["settings"])(t["image"], t["text_embeds"])
-    chunked = _radseg(tiny_radio, meta["settings"], window_batch=5)(t["image"], t["text_embeds"])
-    torch.testing.assert_close(full.probs, chunked.probs, atol=1e-5, rtol=0)
+    full = _radseg(tiny_radio, meta["settings"], window_batch=0)(t["image"], t["text_embeds"])
+    for batch in (None, 5):  # None: the CPU default of 4 windows per call
+        chunked = _radseg(tiny_radio, meta["settings"], window_batch=batch)(t["image"], t["text_embeds"])
+        torch.testing.assert_close(full.probs, chunked.probs, atol=1e-5, rtol=0)
+    assert _radseg(tiny_radio, meta["settings"]).windows_per_call == 4
 
 
 def test_bf16_precision_runs_on_cpu_and_mostly_agrees(tiny_radio):

@@ -75,7 +75,7 @@ class BenchOptions:
     device: str = "cpu"
     precision: str = "fp32"
     kernels: str = "auto"
-    window_batch: int | None = None  # windows per backbone call of the PyTorch path (None: all at once)
+    window_batch: int | None = None  # windows per backbone call of the PyTorch path (None: RADSeg's default)
     runs: int = 3
     warmup: int = 1
     baseline: bool = True
@@ -133,7 +133,7 @@ def _pytorch_candidate(radio, case: BenchCase, image: Tensor, text: Tensor, opti
     prof = StageProfiler(device=options.device)
     seg = RADSeg(radio, crop=case.crop, stride=case.stride, kernels=options.kernels, precision=precision, profiler=prof,
                  window_batch=options.window_batch)
-    notes = [f"kernels={seg.kernels_name}", f"window_batch={options.window_batch or 'all'}"]
+    notes = [f"kernels={seg.kernels_name}", f"window_batch={seg.windows_per_call or 'all'}"]
     return Candidate(
         name=f"pytorch {precision}",
         backend="pytorch",

@@ -54,7 +54,7 @@ def add_radseg_args(p: argparse.ArgumentParser) -> None:
                    help="pixels whose max probability is below it are labelled ignore (default 0: off)")
     g.add_argument("--kernels", default="auto", help="SCRA/SCGA implementation: auto, reference, blocked, triton, cuda")
     g.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="backbone precision (default fp32)")
-    g.add_argument("--window-batch", type=int, default=None, help="windows per backbone call (default: all at once)")
+    g.add_argument("--window-batch", type=int, default=None, help="windows per backbone call (default: 4 on the CPU, all at once on a GPU; 0 = all at once)")
     g.add_argument("--refine", choices=("none", "sam"), default="none", help="RADSeg+ SAM refinement (default none)")
     g.add_argument("--sam-checkpoint", metavar="PATH", help="SAM ViT-H weights (sam_vit_h_4b8939.pth) for --refine sam")
     g.add_argument("--coarse-thresh", default="0.1",

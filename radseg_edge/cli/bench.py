@@ -38,7 +38,7 @@ def register(subparsers) -> None:
                    help="adds a PyTorch row at this precision next to the exact fp32 one (default fp32)")
     p.add_argument("--kernels", default="auto", help="SCRA/SCGA kernels of the PyTorch path (default auto)")
     p.add_argument("--window-batch", type=int, default=None, metavar="N",
-                   help="windows per backbone call of the PyTorch path (default: all windows of the image at once)")
+                   help="windows per backbone call of the PyTorch path (default: RADSeg's, 4 on the CPU and all on a GPU; 0 = all)")
     p.add_argument("--backend", action="append", default=None, metavar="NAME",
                    help="also run this exported backend (onnxruntime, tensorrt, ...); repeatable")
     p.add_argument("--formats", action="store_true",
