@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from radseg_edge.core.predict import LOGIT_SCALE
+from radseg_edge.core.scra import merge_heads, split_qkv
 
 #: finite "minus infinity" for masked scores: representable in fp16 (|x| < 65504) with headroom so
 #: that ``NEG - rowmax`` does not overflow; exp() of it is exactly 0 in fp16 and fp32.
@@ -51,19 +52,6 @@ def masked_softmax(scores: Tensor, dim: int = -1) -> Tensor:
     return torch.softmax(masked, dim=dim)
 
 
-def split_heads_qkv(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, num_heads: int):
-    """B x N x C -> q, k, v each B x H x N x d (heads contiguous in C). Same layout as core.scra.split_qkv."""
-    b, n, c = x.shape
-    qkv = F.linear(x, qkv_weight, qkv_bias).reshape(b, n, 3, num_heads, c // num_heads).permute(2, 0, 3, 1, 4)
-    return qkv[0], qkv[1], qkv[2]
-
-
-def merge_heads(x: Tensor) -> Tensor:
-    """B x H x N x d -> B x N x (H*d)."""
-    b, h, n, d = x.shape
-    return x.transpose(1, 2).reshape(b, n, h * d)
-
-
 def explicit_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """softmax(q k^T / sqrt(d)) v as MatMul -> Softmax -> MatMul. q, k, v: B x H x N x d -> B x H x N x d."""
     scale = 1.0 / math.sqrt(q.shape[-1])
@@ -79,7 +67,7 @@ def attention_export(
     num_heads: int,
 ) -> Tensor:
     """Exportable :func:`radseg_edge.core.scra.standard_attention_reference`. x: B x N x C -> B x N x C."""
-    q, k, v = split_heads_qkv(x, qkv_weight, qkv_bias, num_heads)
+    q, k, v = split_qkv(x, qkv_weight, qkv_bias, num_heads)
     return F.linear(merge_heads(explicit_attention(q, k, v)), proj_weight, proj_bias)
 
 
@@ -109,7 +97,7 @@ def scra_attention_export(
     tau: float = 10.0,
 ) -> Tensor:
     """Exportable :func:`radseg_edge.core.scra.scra_attention_reference`. x: B x N x C (all tokens) -> B x N x C."""
-    q, k, v = split_heads_qkv(x, qkv_weight, qkv_bias, num_heads)
+    q, k, v = split_qkv(x, qkv_weight, qkv_bias, num_heads)
     o = F.linear(merge_heads(explicit_attention(q, k, v)), proj_weight, proj_bias)
     return F.linear(self_correlation_export(o, v, tau), proj_weight, proj_bias)
 
