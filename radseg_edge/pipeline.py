@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from radseg_edge.core.image import to_image_tensor
-from radseg_edge.core.predict import class_probabilities, denoise_prompts, labels_from_probs, upsample_probs
+from radseg_edge.core.predict import class_probabilities, probabilities_and_labels
 from radseg_edge.core.windows import extract_windows, preresize_image, stitch_windows, window_boxes
 from radseg_edge.errors import InputError, VocabularyError
 from radseg_edge.kernels.dispatch import get_ops
@@ -306,9 +306,7 @@ class RADSeg(nn.Module):
         with prof.stage("head"):
             lowres = class_probabilities(self.language_features(agg), emb)
         with prof.stage("postprocess"):
-            probs = upsample_probs(lowres, size)
-            probs = denoise_prompts(probs, self.denoise, inplace=probs is not lowres)
-            labels = labels_from_probs(probs, self.prediction_thresh)
+            probs, labels = probabilities_and_labels(lowres, size, self.denoise, self.prediction_thresh)
         return dict(probs=probs, labels=labels, features=feats, scga_features=agg, lowres_probs=lowres)
 
     def _refine(self, x: Tensor, result: SegmentationResult) -> SegmentationResult:

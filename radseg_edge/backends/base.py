@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from radseg_edge.core.image import to_image_tensor
-from radseg_edge.core.predict import denoise_prompts, labels_from_probs, upsample_probs
+from radseg_edge.core.predict import probabilities_and_labels
 from radseg_edge.core.windows import extract_windows, preresize_image, stitch_windows, window_boxes
 from radseg_edge.errors import InputError, VocabularyError
 
@@ -111,8 +111,7 @@ def run_split(
         window_feats = backbone(windows)
         feats = stitch_windows(window_feats.float(), boxes, tuple(resized.shape[-2:]), p)
     lowres = head(feats.float(), text).float()
-    probs = denoise_prompts(upsample_probs(lowres, tuple(x.shape[-2:])), settings.denoise)
-    labels = labels_from_probs(probs, settings.prediction_thresh)
+    probs, labels = probabilities_and_labels(lowres, tuple(x.shape[-2:]), settings.denoise, settings.prediction_thresh)
     return dict(probs=probs, labels=labels, features=feats, lowres_probs=lowres)
 
 

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from radseg_edge.backends import add_backend_args
 from radseg_edge.cli._common import (
     add_model_args,
     add_radseg_args,
@@ -18,8 +19,6 @@ from radseg_edge.cli._common import (
     resolve_device,
 )
 from radseg_edge.errors import InputError, VocabularyError
-
-BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "tensorrt", "torch-tensorrt")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -73,14 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="do not serve POST/GET /vocab next to an http:// MJPEG sink")
 
     add_model_args(p)
-    be = p.add_argument_group("backend")
-    be.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
-                    help="inference backend (default auto: the best exported backend that runs --export-dir here, "
-                         "TensorRT first, else PyTorch)")
-    be.add_argument("--export-dir", metavar="DIR", default=None,
-                    help="folder written by `radseg-edge export` (onnxruntime, tensorrt, torch-tensorrt backends)")
-    be.add_argument("--providers", default="auto",
-                    help="onnxruntime execution providers: auto, cpu, cuda, tensorrt or a comma list (default auto)")
+    add_backend_args(p)
     add_radseg_args(p)
 
     out = p.add_argument_group("display and measurement")

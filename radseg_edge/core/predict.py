@@ -74,3 +74,19 @@ def labels_from_probs(probs: Tensor, prediction_thresh: float = 0.0) -> Tensor:
     if prediction_thresh > 0:
         labels = labels.masked_fill(max_prob < prediction_thresh, IGNORE_INDEX)
     return labels
+
+
+def probabilities_and_labels(
+    lowres: Tensor, size: tuple[int, int], denoise: float = 0.5, prediction_thresh: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """The prediction tail shared by every backend: upsample, prompt denoising, labels.
+
+    Args:
+        lowres: B x K x h x w probabilities on the patch grid (left unchanged).
+        size: (H, W) of the output.
+    Returns:
+        (B x K x H x W probabilities, B x H x W int64 labels).
+    """
+    probs = upsample_probs(lowres, size)
+    probs = denoise_prompts(probs, denoise, inplace=probs is not lowres)
+    return probs, labels_from_probs(probs, prediction_thresh)

@@ -15,7 +15,6 @@ The exported backends (onnxruntime, tensorrt, torch-tensorrt) come from
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -23,13 +22,12 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from radseg_edge.backends import BACKENDS, make_backend
 from radseg_edge.errors import EngineError, InputError, RadsegError
 from radseg_edge.models.text import Vocabulary
 from radseg_edge.runtime.vocab import check_embeddings
 from radseg_edge.utils.profiling import StageProfiler
 
-#: backend names accepted by :func:`make_segmenter`.
-BACKENDS = ("tensorrt", "torch-tensorrt", "onnxruntime", "torch")
 #: internal name: the export helper's own "auto" choice among the exported backends.
 AUTO_EXPORTED = "auto-exported"
 
@@ -149,12 +147,6 @@ class BackendSegmenter:
         return SegmentResult(labels=labels, class_names=tuple(vocab.names))
 
 
-def _make_backend():
-    """``radseg_edge.backends.make_backend`` (the export helper's factory), or None in builds without it."""
-    backends = importlib.import_module("radseg_edge.backends")
-    return getattr(backends, "make_backend", None)
-
-
 def make_segmenter(
     backend: str,
     checkpoint: Any,
@@ -199,15 +191,11 @@ def make_segmenter(
                               **radseg_options)
     if backend not in BACKENDS and backend != AUTO_EXPORTED:
         raise EngineError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)} or auto")
-    factory = _make_backend()
-    if factory is None:
-        raise EngineError(f"backend {backend!r} is not part of this radseg-edge build "
-                          "(radseg_edge.backends.make_backend is missing); use --backend torch")
     if export_dir is None:
         raise EngineError(f"the {backend} backend runs a folder written by `radseg-edge export`: give --export-dir")
     name = "auto" if backend == AUTO_EXPORTED else backend
     try:
-        built = factory(name, export_dir=str(export_dir), vocabulary=vocab, **(backend_options or {}))
+        built = make_backend(name, export_dir=str(export_dir), vocabulary=vocab, **(backend_options or {}))
     except RadsegError as exc:
         raise EngineError(f"backend {backend}: {exc}") from exc
     return BackendSegmenter(built, vocab, profiler)
