@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pickle
 import re
 from pathlib import Path
@@ -307,10 +306,3 @@ def convert_state_dict(
 def is_hf_folder(path: Path) -> bool:
     return path.is_dir() and (path / "config.json").is_file()
 
-
-def describe_file(path: Path) -> str:
-    """One-line description for error messages."""
-    try:
-        return f"{path} ({os.path.getsize(path)} bytes)"
-    except OSError:
-        return str(path)
