@@ -461,7 +461,7 @@ def build_profile(p: StreamPipeline) -> dict[str, Any]:
         out["model"] = {k: v if isinstance(v, (str, int, float, bool)) or v is None else str(v)
                         for k, v in model_prof.info.items()}
     if p.vocab is not None:
-        out["vocabulary"] = {"classes": list(p.segmenter.class_names), "changes": p.vocab.history}
+        out["vocabulary"] = p.vocab.summary()  # bounded: counts of all changes, the last ones in full
     if p.telemetry is not None:
         out["telemetry"] = p.telemetry.summary(n)
     return out
