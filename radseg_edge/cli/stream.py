@@ -48,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     io.add_argument("--input-height", type=int, default=None, help="camera capture height in pixels (cameras only)")
     io.add_argument("--input-rate", type=float, default=None, help="camera frame rate in frames/s (cameras only)")
     io.add_argument("--reconnect-timeout", type=float, default=60.0,
-                    help="seconds a network source may stay lost (reconnecting with back-off) before the stream ends "
+                    help="seconds a network source may take to answer at start, or stay lost (reconnecting with back-off), "
+                         "before the stream ends; also bounds each open (OpenCV open timeout) "
                          "(default 60)")
     io.add_argument("--drop", choices=("auto", "latest", "none"), default="auto",
                     help="stale-frame policy: latest = keep only the newest frame (drop and count the rest), "
