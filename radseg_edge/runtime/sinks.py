@@ -218,6 +218,7 @@ class _BoundedHTTPServer(ThreadingHTTPServer):
         self.refused = 0
         self.disconnects = 0
         self.errors = 0
+        self._count_lock = threading.Lock()
         self.log = log
         super().__init__(address, handler)
 
@@ -244,10 +245,14 @@ class _BoundedHTTPServer(ThreadingHTTPServer):
         finally:
             self._slots.release()
 
+    def count_disconnect(self) -> None:
+        with self._count_lock:
+            self.disconnects += 1
+
     def handle_error(self, request, client_address) -> None:  # noqa: ANN001
         exc = sys.exc_info()[1]
         if isinstance(exc, _DISCONNECTS):
-            self.disconnects += 1
+            self.count_disconnect()
             return
         self.errors += 1
         self.log(f"MJPEG server: request from {client_address[0]} failed ({type(exc).__name__}: {str(exc)[:200]})")
@@ -467,8 +472,8 @@ class _Handler(BaseHTTPRequestHandler):
                     + jpeg + b"\r\n"
                 )
                 self.wfile.flush()
-        except OSError:
-            pass  # the viewer went away or stalled
+        except OSError:  # the viewer went away or stalled: counted, not an error
+            self.server.count_disconnect()  # type: ignore[attr-defined]
 
 
 def open_sink(uri: str, fps: float | None = None, http_token: str | None = None,
