@@ -23,10 +23,8 @@ refusal counts. The baseline is the RSS right after warm-up, measured in the sam
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
-import platform
 import re
 import signal
 import socket
@@ -157,8 +155,9 @@ def soak(args: argparse.Namespace) -> dict:
     work = Path(tempfile.mkdtemp(prefix="radseg_soak_"))
     h, w = (int(x) for x in args.size.split("x"))
     video = make_video(work / "loop.avi", 90, h, w)
-    from radseg_edge.models.text import Vocabulary
     import torch
+
+    from radseg_edge.models.text import Vocabulary
 
     names = ["sky", "road", "car", "tree", "person"]
     vocab = Vocabulary.from_embeddings(names, torch.randn(len(names), 64, generator=torch.Generator().manual_seed(0)))
@@ -235,7 +234,10 @@ def soak(args: argparse.Namespace) -> dict:
     return summarise(args, prof, samples, kills, client, state, stream.returncode, wall, timed_out)
 
 
-def summarise(args, prof, samples, kills, client, state, returncode, wall, timed_out) -> dict:
+def summarise(args, prof, samples, kills, client, state, returncode, wall, timed_out) -> dict:  # noqa: ANN001
+    """The JSON document: settings, frame accounting, RSS after warm-up vs end, reconnects, client churn."""
+    from radseg_edge.bench.machine import cpu_model
+
     frames = prof.get("frames", {})
     written = frames.get("processed", 0)
     warm = max(1, int(written * args.warmup))  # warm-up: the first --warmup share of the frames
@@ -250,8 +252,7 @@ def summarise(args, prof, samples, kills, client, state, returncode, wall, timed
     return {
         "benchmark": "soak_stream",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-                   f"load average {os.getloadavg()[0]:.1f}",
+        "machine": f"{cpu_model()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end",
         "command": "python benchmarks/soak_stream.py " + " ".join(args.argv),
         "settings": {"frames_target": args.frames, "size": args.size, "camera_fps": args.camera_fps,
                      "kills": args.kills, "down_s": args.down_s, "client_every": args.client_every,
@@ -280,7 +281,9 @@ def summarise(args, prof, samples, kills, client, state, returncode, wall, timed
 
 def markdown(doc: dict) -> str:
     f = doc["frames"]
-    pct = (lambda x: f"{100 * x:+.2f}%" if x is not None else "n/a")
+    def pct(x: float | None) -> str:
+        return f"{100 * x:+.2f}%" if x is not None else "n/a"
+
     rss = doc["rss_mib"]
     rows = [
         ("frames written (target)", f"{f.get('processed', 0)} ({doc['settings']['frames_target']})"),

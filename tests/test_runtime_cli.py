@@ -64,6 +64,7 @@ def test_bad_source_is_one_clear_line(tmp_path, capsys, source, message):
     (["--vocab-dir", "no/such/folder"], "--vocab-dir 'no/such/folder' is not a folder"),
     (["--http-max-clients", "0"], "--http-max-clients must be at least 1"),
     (["--http-token", " "], "--http-token is empty"),
+    (["--reconnect-timeout", "0"], "--reconnect-timeout must be a positive number"),
 ])
 def test_bad_http_options_are_one_clear_line_before_the_model_loads(tmp_path, capsys, extra, message):
     folder = write_images(tmp_path / "imgs", 1)

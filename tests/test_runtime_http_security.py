@@ -275,3 +275,14 @@ def test_cross_site_posts_are_refused():
         assert status == 200
     finally:
         sink.close()
+
+
+def test_a_plain_path_from_any_front_end_is_confined_too(files):
+    """A ROS 2 or HTTP adapter that passes the client's text as a Path gets the same refusal."""
+    from pathlib import Path
+
+    controller = _controller([files["vocabs"]])
+    with pytest.raises(VocabularyError, match="not available") as info:
+        controller.resolve(Path(files["secret"]))
+    assert SECRET not in str(info.value)
+    assert controller.resolve(Path("pets.safetensors")).names == ["cat", "dog"]

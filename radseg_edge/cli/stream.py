@@ -142,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
     for folder in args.vocab_dir or []:
         if not Path(folder).expanduser().is_dir():
             raise InputError(f"--vocab-dir {folder!r} is not a folder: name an existing folder of vocabulary files")
+    if not args.reconnect_timeout > 0:
+        raise InputError(f"--reconnect-timeout must be a positive number of seconds, got {args.reconnect_timeout}")
     if args.http_max_clients < 1:
         raise InputError(f"--http-max-clients must be at least 1, got {args.http_max_clients}")
     if args.http_token is not None and not args.http_token.strip():

@@ -92,16 +92,14 @@ class VocabularyController:
     def resolve(self, request: Sequence[str] | str | Path | RequestedFile | Vocabulary) -> Vocabulary:
         """Names (list or 'a, b' text), a vocabulary file, or a vocabulary -> a vocabulary (or VocabularyError).
 
-        A :class:`Path` is a file the caller trusts (the watched file; it is allowed on first use);
-        a :class:`RequestedFile` comes from a request and is confined (see :meth:`confine`)."""
+        A file (:class:`Path` or :class:`RequestedFile`) is confined (see :meth:`confine`): front ends
+        pass what a client sent as is, and only the files the operator named or put in ``vocab_dirs``
+        are read."""
         if isinstance(request, Vocabulary):
             return request
-        if isinstance(request, RequestedFile):
-            path = self.confine(request.path)
+        if isinstance(request, (Path, RequestedFile)):
+            path = self.confine(request.path if isinstance(request, RequestedFile) else str(request))
             return self._from_file(path, detailed=path in self._allowed_files)
-        if isinstance(request, Path):
-            self.allow_file(request)
-            return self._from_file(request, detailed=True)
         if isinstance(request, str):
             return self.bank.resolve(parse_class_names(request))
         return self.bank.resolve(list(request))
@@ -298,6 +296,7 @@ class VocabularyFileWatcher:
     def __init__(self, path: str | Path, controller: VocabularyController, interval: float = 0.5) -> None:
         self.path = Path(path)
         self.controller = controller
+        controller.allow_file(self.path)  # the operator named it
         self.interval = interval
         self._stop = threading.Event()
         self._last = self._stamp()
