@@ -241,12 +241,19 @@ def summarise(args, prof, samples, kills, client, state, returncode, wall, timed
     frames = prof.get("frames", {})
     written = frames.get("processed", 0)
     warm = max(1, int(written * args.warmup))  # warm-up: the first --warmup share of the frames
-    after = [s for s in samples if s[1] >= warm]
+    # samples while streaming after warm-up (the shutdown after the last frame frees memory: left out)
+    after = [s for s in samples if warm <= s[1] < 0.995 * written]
     rss_warm = after[0][2] if after else None
     rss_end = after[-1][2] if after else None
     rss_max = max((s[2] for s in after), default=None)
     growth = (rss_end - rss_warm) / rss_warm if rss_warm and rss_end else None
     growth_max = (rss_max - rss_warm) / rss_warm if rss_warm and rss_max else None
+    slope = None  # least-squares RSS growth per frame written, bytes
+    if len(after) >= 3 and after[-1][1] > after[0][1]:
+        x = [a[1] for a in after]
+        y = [a[2] * 2**20 for a in after]
+        mx, my = sum(x) / len(x), sum(y) / len(y)
+        slope = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True)) / max(sum((a - mx) ** 2 for a in x), 1e-9)
     accounted = frames.get("processed", 0) + frames.get("dropped", 0) + frames.get("unprocessed_at_stop", 0)
     http_stats = next(iter(prof.get("http", {}).values()), {})
     return {
@@ -268,6 +275,7 @@ def summarise(args, prof, samples, kills, client, state, returncode, wall, timed
                     "first": samples[0][2] if samples else None},
         "rss_growth_after_warmup": growth,
         "rss_growth_max_after_warmup": growth_max,
+        "rss_slope_bytes_per_frame": slope,
         "camera_kills": kills,
         "reconnects": prof.get("source", {}).get("reconnects"),
         "client": {"connections": client.connections if client else 0, "frames_read": client.frames if client else 0,
@@ -290,10 +298,12 @@ def markdown(doc: dict) -> str:
         ("captured = processed + dropped + unprocessed at stop",
          f"{f.get('captured')} = {f.get('processed')} + {f.get('dropped')} + {f.get('unprocessed_at_stop')} "
          f"({'yes' if doc['frames_accounted'] else 'NO'})"),
-        ("RSS after warm-up -> end (max)", f"{rss['after_warmup']:.1f} -> {rss['end']:.1f} MiB ({rss['max_after_warmup']:.1f})"
+        ("RSS after warm-up -> last frames (max)", f"{rss['after_warmup']:.1f} -> {rss['end']:.1f} MiB ({rss['max_after_warmup']:.1f})"
          if rss["after_warmup"] else "n/a"),
-        ("RSS growth after warm-up, end (max); target < 1%",
+        ("RSS growth after warm-up, at the last frames (max); target < 1%",
          f"{pct(doc['rss_growth_after_warmup'])} ({pct(doc['rss_growth_max_after_warmup'])})"),
+        ("RSS slope after warm-up (least squares)", f"{doc['rss_slope_bytes_per_frame']:.0f} bytes/frame"
+         if doc["rss_slope_bytes_per_frame"] is not None else "n/a"),
         ("camera killed and restarted / reconnects survived", f"{len(doc['camera_kills'])} / {doc['reconnects']}"),
         ("output client connections (each read then dropped)", f"{doc['client']['connections']}"),
         ("server: client disconnects / refused / request errors",

@@ -221,3 +221,13 @@ def test_stage_records_stay_bounded_and_keep_describing_the_whole_run():
     assert table["backbone"].min() == 0.0 and table["backbone"].max() >= 900.0  # the whole run, evenly sampled
     assert abs(float(table["backbone"].mean()) - 499.5) < 20
     assert set(np.unique(table["late"])) <= {0.0, 2.0}
+
+
+def test_the_model_profiler_does_not_grow_over_a_stream(tmp_path):
+    """The pipeline reads each frame's model stages and then drains the segmenter's profiler."""
+    seg = FakeSegmenter(random_vocab(["a", "b"]))
+    pipeline = StreamPipeline(open_source(str(write_images(tmp_path / "imgs", 3)), loop=True), seg, [],
+                              StreamConfig(drop="none", max_frames=40), log=lambda m: None)
+    prof = pipeline.run()
+    assert prof["frames"]["processed"] == 40 and "backbone" in prof["stages"]
+    assert sum(len(v) for v in seg.profiler.samples.values()) <= 4  # at most one frame's stages left

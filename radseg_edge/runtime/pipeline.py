@@ -248,6 +248,8 @@ class StreamPipeline:
                 labels = _labels_of(result, frame.image.shape[:2])
                 names = tuple(getattr(result, "class_names", None) or self.segmenter.class_names)
                 model = prof.since(mark) if prof is not None else {}
+                if prof is not None:
+                    prof.drain()  # this frame's stages are in `model`; the profiler's lists must not grow
                 t_done = time.perf_counter()
                 stages = {"decode": (frame.t_ready - frame.t_start) * 1e3,
                           "wait_infer": (t_taken - frame.t_ready) * 1e3}
