@@ -123,7 +123,7 @@ class ChurningClient(threading.Thread):
             try:
                 self._one_session()
             except OSError as exc:  # the stream is starting or ending
-                self.errors.append(f"{type(exc).__name__}: {exc}"[:120])
+                self.errors.append(f"{type(exc).__name__}: {exc}"[:120] + f" (at {self.frames} frames read)")
                 self.stop.wait(0.2)
 
     def _one_session(self) -> None:
@@ -279,7 +279,8 @@ def summarise(args, prof, samples, kills, client, state, returncode, wall, timed
         "camera_kills": kills,
         "reconnects": prof.get("source", {}).get("reconnects"),
         "client": {"connections": client.connections if client else 0, "frames_read": client.frames if client else 0,
-                   "errors": len(client.errors) if client else 0},
+                   "errors": len(client.errors) if client else 0,
+                   "error_examples": sorted(set(client.errors))[:6] if client else []},
         "server": http_stats,
         "tracebacks_in_log": state["tracebacks"],
         "rss_samples": samples[:: max(1, len(samples) // 200)],
@@ -305,18 +306,21 @@ def markdown(doc: dict) -> str:
         ("RSS slope after warm-up (least squares)", f"{doc['rss_slope_bytes_per_frame']:.0f} bytes/frame"
          if doc["rss_slope_bytes_per_frame"] is not None else "n/a"),
         ("camera killed and restarted / reconnects survived", f"{len(doc['camera_kills'])} / {doc['reconnects']}"),
-        ("output client connections (each read then dropped)", f"{doc['client']['connections']}"),
+        ("output client connections (each read then dropped) / connection errors",
+         f"{doc['client']['connections']} / {doc['client']['errors']}"),
         ("server: client disconnects / refused / request errors",
          f"{doc['server'].get('disconnects')} / {doc['server'].get('refused')} / {doc['server'].get('errors')}"),
         ("tracebacks in the stream's log", str(doc["tracebacks_in_log"])),
         ("stream FPS, wall time", f"{doc['fps'] or 0:.1f} FPS, {doc['wall_s']:.0f} s"),
         ("stop reason, exit code", f"{doc['stop_reason']}, {doc['exit_code']}"),
     ]
+    downs = ", ".join(f"{k['down_s']:.1f}" for k in doc["camera_kills"]) or "-"
     lines = ["# Soak: stream with churning clients and a camera that dies", "",
              f"{doc['date']}; {doc['machine']}", "",
              f"`{doc['command']}`: tiny checkpoint, {doc['settings']['size']} frames from a looping file served by a "
-             f"loopback MJPEG camera at {doc['settings']['camera_fps']:g} FPS, killed and restarted "
-             f"{doc['settings']['kills']} times ({doc['settings']['down_s']:g} s down); an output client reconnects "
+             f"loopback MJPEG camera at {doc['settings']['camera_fps']:g} FPS, killed (SIGKILL) and restarted "
+             f"{doc['settings']['kills']} times (down {downs} s: "
+             f"{doc['settings']['down_s']:g} s wait plus the new camera process's start); an output client reconnects "
              f"every {doc['settings']['client_every']} frames. Warm-up: the first "
              f"{100 * doc['settings']['warmup_share']:.0f}% of the frames (the baseline RSS is measured right after it).",
              "", "| measure | value |", "|---|---|", *[f"| {a} | {b} |" for a, b in rows]]
