@@ -288,6 +288,13 @@ def summarise(args, prof, samples, kills, client, state, returncode, wall, timed
     }
 
 
+def _when_errors(client: dict) -> str:
+    """' (all after the stream ended)' when every client error came once the client had read its last frame."""
+    final = f"(at {client['frames_read']} frames read)"
+    examples = client.get("error_examples", [])
+    return " (all after the stream ended)" if examples and all(e.endswith(final) for e in examples) else ""
+
+
 def markdown(doc: dict) -> str:
     f = doc["frames"]
     def pct(x: float | None) -> str:
@@ -307,7 +314,7 @@ def markdown(doc: dict) -> str:
          if doc["rss_slope_bytes_per_frame"] is not None else "n/a"),
         ("camera killed and restarted / reconnects survived", f"{len(doc['camera_kills'])} / {doc['reconnects']}"),
         ("output client connections (each read then dropped) / connection errors",
-         f"{doc['client']['connections']} / {doc['client']['errors']}"),
+         f"{doc['client']['connections']} / {doc['client']['errors']}{_when_errors(doc['client'])}"),
         ("server: client disconnects / refused / request errors",
          f"{doc['server'].get('disconnects')} / {doc['server'].get('refused')} / {doc['server'].get('errors')}"),
         ("tracebacks in the stream's log", str(doc["tracebacks_in_log"])),
