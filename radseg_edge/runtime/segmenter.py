@@ -34,7 +34,8 @@ AUTO_EXPORTED = "auto-exported"
 
 @dataclass
 class SegmentResult:
-    """One frame's segmentation. ``labels``: H x W int64 class ids (-1 = no class above threshold)."""
+    """One frame's segmentation. ``labels``: H x W int64 class ids (-1 = no class above threshold);
+    ``extra["probs"]``: the backend's 1 x K x H x W probabilities (a reference, no copy) when it has them."""
 
     labels: np.ndarray
     class_names: tuple[str, ...]
@@ -110,7 +111,7 @@ class TorchSegmenter:
         check_frame(frame_rgb)
         names, emb = self._state
         res = self.model(frame_rgb, emb)
-        return SegmentResult(labels=res.labels[0].cpu().numpy(), class_names=names)
+        return SegmentResult(labels=res.labels[0].cpu().numpy(), class_names=names, extra={"probs": res.probs})
 
 
 class BackendSegmenter:
@@ -144,7 +145,8 @@ class BackendSegmenter:
         res = self.backend(frame_rgb, vocab)
         labels = res.labels[0] if res.labels.ndim == 3 else res.labels
         labels = labels.detach().cpu().numpy() if hasattr(labels, "detach") else np.asarray(labels)
-        return SegmentResult(labels=labels, class_names=tuple(vocab.names))
+        extra = {"probs": res.probs} if getattr(res, "probs", None) is not None else {}
+        return SegmentResult(labels=labels, class_names=tuple(vocab.names), extra=extra)
 
 
 def make_segmenter(
