@@ -350,3 +350,37 @@ def test_truncated_mcap_and_corrupt_sqlite_bags_give_one_line_errors_and_keep_re
     kept = len(topics.get("/radseg/labels", []))
     assert 0 < kept < len(FRAMES) and f"the {kept} frame(s) segmented before it are in {out}" in err[-1]
     shutil.rmtree(out)
+
+
+def test_node_logic_without_rclpy_segments_compressed_images_and_switches_classes(tmp_path, vocab_file):
+    """What the rclpy node does between its callbacks: build the segmenter from parameters, segment a
+    CompressedImage, and change classes through the live vocabulary controller (the HTTP endpoint's)."""
+    from radseg_edge.errors import VocabularyError
+    from radseg_edge.ros2.processor import FrameProcessor, segmenter_from_params
+    from radseg_edge.runtime.live_vocab import VocabularyController
+
+    other = Vocabulary.from_embeddings(["tree", "sky"], torch.randn(2, 64, generator=torch.Generator().manual_seed(2)))
+    params = parse_params({"checkpoint": str(TINY_CKPT), "vocab": [str(vocab_file), str(other.save(tmp_path / "o.safetensors"))],
+                           "crop": 64, "stride": 32, "device": "cpu", "text_model": "none", "publish_confidence": True})
+    logs: list[str] = []
+    seg, bank = segmenter_from_params(params, log=logs.append)
+    controller = VocabularyController(seg, bank, log=logs.append)
+    msgs = rosbags_messages()
+    proc = FrameProcessor(seg, msgs, params.publish_overlay, params.publish_confidence, params.alpha)
+    ok, png = cv2.imencode(".png", RGB[..., ::-1])
+    msg = msgs.CompressedImage(header=cv.header(msgs, 7, 8, "cam"), format="png", data=png.reshape(-1))
+    out = proc(msg)
+    assert out.class_names == ("sky", "road", "car") and out.labels.encoding == "mono8"
+    assert {"decode", "backbone", "model_other", "labels", "overlay", "total"} <= set(out.timings)
+    assert out.confidence is not None and out.overlay.header.frame_id == "cam"
+    np.testing.assert_array_equal(out.label_ids, seg(RGB).labels)
+    fut = controller.submit("tree, sky", origin="topic")
+    controller.apply_pending()
+    assert list(fut.result()) == ["tree", "sky"]
+    out2 = proc(msg)
+    assert out2.class_names == ("tree", "sky") and int(out2.label_ids.max()) <= 1
+    assert cv.class_map(proc.label_info(msg.header)) == {0: "tree", 1: "sky"}
+    bad = controller.submit("unicorn", origin="parameter")
+    assert isinstance(bad.exception(), VocabularyError)
+    controller.apply_pending()
+    assert seg.class_names == ("tree", "sky")

@@ -97,3 +97,45 @@ class FrameProcessor:
             t["overlay"] = (time.perf_counter() - t3) * 1e3
         t["total"] = (time.perf_counter() - start) * 1e3
         return FrameOutputs(labels_msg, over_msg, conf_msg, res.labels, names, t)
+
+
+def segmenter_from_params(params: Any, log: Any = print) -> tuple[Any, Any]:
+    """The node's model and class bank from :class:`~radseg_edge.ros2.params.NodeParams`:
+    ``(segmenter, EmbeddingBank)``, built as ``radseg-edge stream`` builds them
+    (:func:`radseg_edge.runtime.segmenter.make_segmenter`), so that class changes go through the same
+    :class:`~radseg_edge.runtime.live_vocab.VocabularyController` with the same restrictions."""
+    from radseg_edge.errors import VocabularyError
+    from radseg_edge.runtime.segmenter import make_segmenter
+    from radseg_edge.runtime.vocab import (
+        EmbeddingBank,
+        lazy_text_encoder,
+        load_vocabulary_file,
+        parse_class_names,
+    )
+
+    radio = None
+    if params.backend == "torch" or (params.backend == "auto" and not params.export_dir):
+        from radseg_edge.models import load_radio
+
+        radio = load_radio(params.checkpoint, device=_device(params.device))  # the text tower id comes with it
+    text_model = params.text_model or (radio.text_model_id if radio is not None else "")
+    text_model = "" if text_model.lower() == "none" else text_model
+    bank = EmbeddingBank(encoder=lazy_text_encoder(text_model, device="cpu") if text_model else None)
+    vocabs = [load_vocabulary_file(v) for v in params.vocab]
+    for v in vocabs:
+        bank.add(v)
+    vocab = bank.resolve(parse_class_names(params.classes)) if params.classes else (vocabs[0] if vocabs else None)
+    if vocab is None:
+        raise VocabularyError("no classes: set the vocab or classes parameter")
+    segmenter = make_segmenter(params.backend, params.checkpoint or None, vocab, device=_device(params.device),
+                               profiler=StageProfiler(device=_device(params.device)), radio=radio,
+                               export_dir=params.export_dir or None, **params.radseg_options())
+    for reason in getattr(segmenter, "fallback_reasons", []):
+        log(f"backend auto: {reason}")
+    return segmenter, bank
+
+
+def _device(name: str) -> str:
+    import torch
+
+    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
