@@ -384,3 +384,32 @@ def test_node_logic_without_rclpy_segments_compressed_images_and_switches_classe
     assert isinstance(bad.exception(), VocabularyError)
     controller.apply_pending()
     assert seg.class_names == ("tree", "sky")
+
+
+def test_colcon_package_is_consistent_with_the_node():
+    """The ament_python package: manifest, resource marker, entry point, launch file and parameter file
+    agree with radseg_edge.ros2 (static checks: colcon and ROS 2 are not installed here)."""
+    import ast
+    import importlib
+    import re
+    import xml.etree.ElementTree as ET
+    from pathlib import Path
+
+    from radseg_edge.ros2.params import ALIASES, declared_defaults
+
+    pkg = Path(__file__).resolve().parents[1] / "ros" / "radseg_edge_ros"
+    root = ET.parse(pkg / "package.xml").getroot()
+    assert root.get("format") == "3" and root.findtext("name") == "radseg_edge_ros"
+    assert root.find("export/build_type").text == "ament_python"
+    deps = {e.text for e in root.findall("exec_depend")}
+    assert {"rclpy", "sensor_msgs", "vision_msgs", "diagnostic_msgs", "std_msgs", "launch_ros"} <= deps
+    assert (pkg / "resource" / "radseg_edge_ros").is_file() and (pkg / "setup.cfg").is_file()
+    setup = (pkg / "setup.py").read_text()
+    assert "radseg_node = {PACKAGE}.radseg_node:main" in setup and 'PACKAGE = "radseg_edge_ros"' in setup
+    assert "def main" in (pkg / "radseg_edge_ros" / "radseg_node.py").read_text()
+    ast.parse((pkg / "launch" / "radseg.launch.py").read_text())
+    assert callable(importlib.import_module("radseg_edge.ros2.node").main)
+    keys = re.findall(r"^    (\w+):", (pkg / "config" / "radseg.yaml").read_text(), flags=re.M)
+    assert set(keys) == set(declared_defaults())  # every parameter documented in the file, none unknown
+    launch_keys = set(re.findall(r'^    "(\w+)": \(', (pkg / "launch" / "radseg.launch.py").read_text(), flags=re.M))
+    assert launch_keys - {"image", "camera_info_topic", "namespace", "params_file"} <= set(declared_defaults()) | set(ALIASES)

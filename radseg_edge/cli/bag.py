@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--alpha {args.alpha}: expected a value in [0, 1]")
     if args.every < 1:
         raise InputError(f"--every {args.every}: expected an integer >= 1")
-    total = check_topic(args.input, args.topic)  # a bad bag or topic fails before the model is loaded
+    total, bag_distro = check_topic(args.input, args.topic)  # a bad bag or topic fails before the model loads
     radio = load_model_from_args(args)
     vocab = vocab_from_args(args, radio)
     profiler = StageProfiler(device=resolve_device(args.device))
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                                 vocabulary=vocab)
     segmenter = BackendSegmenter(backend, vocab, profiler if backend.name == "torch" else None)
     keep = None if args.keep is None else [] if args.keep == ["none"] else args.keep
-    processor = FrameProcessor(segmenter, rosbags_messages(args.distro or "humble"),
+    processor = FrameProcessor(segmenter, rosbags_messages(args.distro or bag_distro),
                                publish_overlay=not args.no_overlay, publish_confidence=args.confidence, alpha=args.alpha)
     with tqdm(total=total or None, desc="segmenting", unit="img", file=sys.stderr) as bar:
         result = process_bag(args.input, args.output, args.topic, processor, every=args.every, prefix=args.prefix,

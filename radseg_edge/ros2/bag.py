@@ -130,8 +130,7 @@ def process_bag(
     reader = open_reader(input_path)
     try:
         conns = _image_connections(reader, topic, input_path)
-        bag_distro = str(getattr(reader, "ros_distro", "") or "")
-        distro = distro or (bag_distro if bag_distro in DISTROS else "humble")
+        distro = distro or _distro_of(reader)
         store = typestore(distro)
         storage = storage or _storage_of(Path(input_path))
         if storage not in STORAGES:
@@ -224,13 +223,20 @@ def process_bag(
     return run
 
 
-def check_topic(input_path: str | Path, topic: str) -> int:
-    """Open the bag, check that ``topic`` is an image topic of it, and return its message count (0 = unknown)."""
+def check_topic(input_path: str | Path, topic: str) -> tuple[int, str]:
+    """Open the bag and check that ``topic`` is an image topic of it: (its message count, 0 = unknown;
+    the distribution whose types to use: the bag's when humble or jazzy, else humble)."""
     reader = open_reader(input_path)
     try:
-        return sum(int(c.msgcount or 0) for c in _image_connections(reader, topic, input_path))
+        count = sum(int(c.msgcount or 0) for c in _image_connections(reader, topic, input_path))
+        return count, _distro_of(reader)
     finally:
         reader.close()
+
+
+def _distro_of(reader) -> str:
+    distro = str(getattr(reader, "ros_distro", "") or "")
+    return distro if distro in DISTROS else "humble"
 
 
 def _stats(values: np.ndarray) -> dict[str, float]:
