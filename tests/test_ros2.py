@@ -413,3 +413,32 @@ def test_colcon_package_is_consistent_with_the_node():
     assert set(keys) == set(declared_defaults())  # every parameter documented in the file, none unknown
     launch_keys = set(re.findall(r'^    "(\w+)": \(', (pkg / "launch" / "radseg.launch.py").read_text(), flags=re.M))
     assert launch_keys - {"image", "camera_info_topic", "namespace", "params_file"} <= set(declared_defaults()) | set(ALIASES)
+
+
+def test_bag_with_an_exported_onnxruntime_backend_equals_segment(tmp_path, capsys):
+    """Any backend: the ONNX Runtime backend over the shared tiny export gives `segment`'s labels in the bag."""
+    pytest.importorskip("onnxruntime")
+    from tests._export_helpers import CROP, FRAME_HW, STRIDE, tiny_export_folder
+
+    folder = tiny_export_folder()
+    msgs, store = rosbags_messages(), typestore()
+    frames = [np.random.default_rng(20 + i).integers(0, 256, (*FRAME_HW, 3), dtype=np.uint8) for i in range(2)]
+    src = tmp_path / "in.mcap"
+    w = Writer(tmp_path / "inbag", version=8, storage_plugin=StoragePlugin.MCAP)
+    w.open()
+    cam = w.add_connection("/cam", "sensor_msgs/msg/Image", typestore=store)
+    for i, f in enumerate(frames):
+        w.write(cam, 10 + i, serialize(cv.array_to_image(msgs, f, "rgb8", cv.header(msgs, i, 0, "c")), "humble"))
+        cv2.imwrite(str(tmp_path / f"f{i}.png"), f[..., ::-1])
+    w.close()
+    src = next((tmp_path / "inbag").glob("*.mcap"))  # the .mcap file alone is a valid input too
+    opts = ["--checkpoint", str(TINY_CKPT), "--vocab", str(folder.parent / "vocab.safetensors"), "--crop", str(CROP),
+            "--stride", str(STRIDE), "--backend", "onnxruntime", "--export-dir", str(folder)]
+    assert main(["bag", str(src), "-o", str(tmp_path / "out"), "--topic", "/cam", "--no-overlay", *opts]) == 0
+    assert "model" in capsys.readouterr().err  # exported graphs report one model stage
+    assert main(["segment", str(tmp_path / "f0.png"), str(tmp_path / "f1.png"), "-o", str(tmp_path / "seg"),
+                 "--no-overlay", *opts]) == 0
+    _, topics = _read_bag(tmp_path / "out")
+    for i, (_, lab) in enumerate(topics["/radseg/labels"]):
+        seg = np.asarray(PILImage.open(tmp_path / "seg" / f"f{i}_labels.png"))
+        np.testing.assert_array_equal(cv.image_to_array(lab), seg)

@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     profiler = StageProfiler(device=resolve_device(args.device))
     backend = backend_from_args(args, radseg=radseg_from_args(args, radio, vocabulary=vocab, profiler=profiler),
                                 vocabulary=vocab)
-    segmenter = BackendSegmenter(backend, vocab, profiler if backend.name == "torch" else None)
+    # called as `segment` calls it (its own vocabulary), so that the labels are segment's
+    segmenter = BackendSegmenter(backend, vocab, profiler if backend.name == "torch" else None, fixed_vocabulary=True)
     keep = None if args.keep is None else [] if args.keep == ["none"] else args.keep
     processor = FrameProcessor(segmenter, rosbags_messages(args.distro or bag_distro),
                                publish_overlay=not args.no_overlay, publish_confidence=args.confidence, alpha=args.alpha)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -15,9 +16,11 @@ OK, WARN, ERROR, STALE = 0, 1, 2, 3
 
 
 class TimingWindow:
-    """The per-stage milliseconds of the last ``size`` frames, and counters since the start."""
+    """The per-stage milliseconds of the last ``size`` frames, and counters since the start (thread-safe:
+    the node's worker adds, its diagnostics timer reads)."""
 
     def __init__(self, size: int = 100) -> None:
+        self._lock = threading.Lock()
         self.records: deque[dict[str, float]] = deque(maxlen=size)
         self.frames = 0
         self.dropped = 0
@@ -25,15 +28,18 @@ class TimingWindow:
         self.last_error = ""
 
     def add(self, record: Mapping[str, float]) -> None:
-        self.records.append(dict(record))
-        self.frames += 1
+        with self._lock:
+            self.records.append(dict(record))
+            self.frames += 1
 
     def stage_stats(self) -> dict[str, dict[str, float]]:
         """{stage: {"p50_ms", "mean_ms", "max_ms"}} over the window (a stage absent in a frame counts 0 ms)."""
-        names = list(dict.fromkeys(k for r in self.records for k in r))
+        with self._lock:
+            records = list(self.records)
+        names = list(dict.fromkeys(k for r in records for k in r))
         out = {}
         for k in names:
-            v = np.array([r.get(k, 0.0) for r in self.records], dtype=np.float64)
+            v = np.array([r.get(k, 0.0) for r in records], dtype=np.float64)
             out[k] = {"p50_ms": float(np.percentile(v, 50)), "mean_ms": float(v.mean()), "max_ms": float(v.max())}
         return out
 

@@ -140,10 +140,11 @@ class RadsegNode:
                 self.info_pub.publish(self.processor.label_info(msg.header, self.params.prediction_thresh))
             try:
                 out = self.processor(msg)
-            except RadsegError as exc:
+            except Exception as exc:  # a bad frame (RadsegError) or a backend failure: report, keep running
+                why = str(exc) if isinstance(exc, RadsegError) else f"{type(exc).__name__}: {exc}"
                 self.window.errors += 1
-                self.window.last_error = str(exc)
-                self.node.get_logger().warning(f"frame skipped: {exc}", throttle_duration_sec=5.0)
+                self.window.last_error = why
+                self.node.get_logger().warning(f"frame skipped: {why}", throttle_duration_sec=5.0)
                 continue
             t0 = time.perf_counter()
             self.pubs["labels"].publish(out.labels)
@@ -165,14 +166,10 @@ class RadsegNode:
 
 def read_parameters(node: Any) -> NodeParams:
     """Declare every parameter (and the Isaac ROS aliases) on ``node`` and parse their values."""
-    from rclpy.parameter import Parameter
-
     values = {}
     for name, default in {**declared_defaults(), "engine_file_path": "", "model_file_path": ""}.items():
-        if isinstance(default, list):
-            node.declare_parameter(name, Parameter.Type.STRING_ARRAY)
-        else:
-            node.declare_parameter(name, default)
+        # [""]: rclpy cannot infer the type of an empty list; empty entries are dropped by parse_params
+        node.declare_parameter(name, [""] if isinstance(default, list) else default)
         value = node.get_parameter(name).value
         if value is not None and not (name.endswith("_path") and value == ""):
             values[name] = list(value) if isinstance(default, list) else value
