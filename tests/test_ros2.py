@@ -442,3 +442,35 @@ def test_bag_with_an_exported_onnxruntime_backend_equals_segment(tmp_path, capsy
     for i, (_, lab) in enumerate(topics["/radseg/labels"]):
         seg = np.asarray(PILImage.open(tmp_path / "seg" / f"f{i}_labels.png"))
         np.testing.assert_array_equal(cv.image_to_array(lab), seg)
+
+
+def test_bag_compressed_topic_gives_the_raw_topics_labels_and_bad_frames_stop_with_one_line(tmp_path, vocab_file, capsys):
+    store, msgs = typestore(), rosbags_messages()
+    w = Writer(tmp_path / "in", version=8, storage_plugin=StoragePlugin.MCAP)
+    w.open()
+    raw = w.add_connection("/cam", "sensor_msgs/msg/Image", typestore=store)
+    comp = w.add_connection("/cam/compressed", "sensor_msgs/msg/CompressedImage", typestore=store)
+    odd = w.add_connection("/odd", "sensor_msgs/msg/Image", typestore=store)
+    for i in range(2):
+        rgb = _frame("rgb8", i)[0]
+        hdr = cv.header(msgs, i, 0, "cam")
+        w.write(raw, 10 + i, serialize(cv.array_to_image(msgs, rgb, "rgb8", hdr)))
+        png = cv2.imencode(".png", rgb[..., ::-1])[1].reshape(-1)
+        w.write(comp, 10 + i, serialize(msgs.CompressedImage(header=hdr, format="png", data=png)))
+        w.write(odd, 10 + i, serialize(msgs.Image(header=hdr, height=2, width=2, encoding="yuv422", is_bigendian=0,
+                                                  step=4, data=np.zeros(8, np.uint8))))
+    w.close()
+    labels = {}
+    for topic in ("/cam", "/cam/compressed"):
+        out = tmp_path / topic.replace("/", "_")
+        assert main(["bag", str(tmp_path / "in"), "-o", str(out), "--topic", topic, "--vocab", str(vocab_file),
+                     "--no-overlay", *MODEL]) == 0
+        labels[topic] = [cv.image_to_array(m) for _, m in _read_bag(out)[1]["/radseg/labels"]]
+    assert len(labels["/cam"]) == 2
+    for a, b in zip(labels["/cam"], labels["/cam/compressed"], strict=True):
+        np.testing.assert_array_equal(a, b)
+    capsys.readouterr()
+    assert main(["bag", str(tmp_path / "in"), "-o", str(tmp_path / "odd"), "--topic", "/odd", "--vocab", str(vocab_file),
+                 *MODEL]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: /odd, image message 1: image encoding 'yuv422' is not supported") and "0 frame(s)" in err

@@ -210,8 +210,9 @@ def process_bag(
                 run.processed += 1
                 if progress:
                     progress(run.images)
-        except RadsegError:
-            raise
+        except RadsegError as exc:  # a message the model cannot take (e.g. an unsupported encoding)
+            raise InputError(f"{topic}, image message {run.images}: {exc}; the {run.processed} frame(s) segmented "
+                             f"before it are in {out}") from exc
         except Exception as exc:  # truncated / corrupt storage: keep what was written
             run.error = f"{type(exc).__name__}: {exc}"
     finally:
