@@ -474,3 +474,114 @@ def test_bag_compressed_topic_gives_the_raw_topics_labels_and_bad_frames_stop_wi
                  *MODEL]) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: /odd, image message 1: image encoding 'yuv422' is not supported") and "0 frame(s)" in err
+
+
+class _FakeNode:
+    """The handful of rclpy.node.Node methods RadsegNode calls, recording what it publishes."""
+
+    def __init__(self) -> None:
+        import threading
+        from types import SimpleNamespace
+
+        self.published: dict[str, list] = {}
+        self.subscriptions: dict[str, tuple] = {}
+        self.timers: list = []
+        self.param_callbacks: list = []
+        self.logs: list[str] = []
+        self.cond = threading.Condition()
+        log = lambda *a, **k: self.logs.append(str(a[0]))  # noqa: E731
+        self._logger = SimpleNamespace(info=log, warning=log, error=log)
+
+    def create_publisher(self, msg_type, topic, qos):
+        node = self
+
+        class Pub:
+            def publish(self, msg):
+                with node.cond:
+                    node.published.setdefault(topic, []).append(msg)
+                    node.cond.notify_all()
+
+        self.published.setdefault(topic, [])
+        return Pub()
+
+    def create_subscription(self, msg_type, topic, callback, qos):
+        self.subscriptions[topic] = (msg_type, callback, qos)
+
+    def add_on_set_parameters_callback(self, cb):
+        self.param_callbacks.append(cb)
+
+    def create_timer(self, period, cb):
+        self.timers.append((period, cb))
+
+    def get_logger(self):
+        return self._logger
+
+    def get_name(self):
+        return "radseg_edge"
+
+    def get_clock(self):
+        from types import SimpleNamespace
+
+        msgs = rosbags_messages()
+        return SimpleNamespace(now=lambda: SimpleNamespace(to_msg=lambda: msgs.Time(sec=1, nanosec=2)))
+
+    def wait(self, topic: str, n: int, timeout: float = 60.0) -> list:
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.published.get(topic, [])) >= n, timeout), (topic, self.published)
+            return list(self.published[topic])
+
+
+def test_node_wiring_with_a_fake_rclpy_node(tmp_path, vocab_file, monkeypatch):
+    """RadsegNode's glue, driven through a fake node with rosbags messages: subscriptions and QoS, outputs
+    with the input header, LabelInfo before the first result and again after a class change (topic and
+    parameter), refused parameter changes, diagnostics. The real rclpy calls have not run (no ROS 2 here)."""
+    import sys
+    from types import ModuleType, SimpleNamespace
+
+    from radseg_edge.ros2.node import RadsegNode
+
+    rcl = ModuleType("rcl_interfaces.msg")
+    rcl.SetParametersResult = lambda successful, reason="": SimpleNamespace(successful=successful, reason=reason)
+    monkeypatch.setitem(sys.modules, "rcl_interfaces", ModuleType("rcl_interfaces"))
+    monkeypatch.setitem(sys.modules, "rcl_interfaces.msg", rcl)
+    other = Vocabulary.from_embeddings(["tree", "sky"], torch.randn(2, 64, generator=torch.Generator().manual_seed(2)))
+    params = parse_params({"checkpoint": str(TINY_CKPT), "vocab": [str(vocab_file), str(other.save(tmp_path / "o.safetensors"))],
+                           "crop": 64, "stride": 32, "device": "cpu", "text_model": "none", "camera_info": True})
+    fake, msgs = _FakeNode(), rosbags_messages()
+    node = RadsegNode(fake, params, msgs=msgs, qos=lambda spec: spec)
+    try:
+        assert set(fake.subscriptions) == {"image", "camera_info", "~/classes"}
+        assert fake.subscriptions["image"][2].reliability == "best_effort"  # SENSOR_DATA in, depth 1
+        assert set(fake.published) == {"~/labels", "~/overlay", "~/camera_info", "~/label_info", "/diagnostics"}
+        image_cb, info_cb = fake.subscriptions["image"][1], fake.subscriptions["camera_info"][1]
+        info_cb(SimpleNamespace(header=None, width=W, height=H))  # republished with each result's header
+        image_cb(cv.array_to_image(msgs, RGB, "rgb8", cv.header(msgs, 42, 7, "cam_optical")))
+        labels = fake.wait("~/labels", 1)
+        assert labels[0].header.frame_id == "cam_optical" and labels[0].header.stamp.sec == 42
+        assert fake.wait("~/overlay", 1)[0].encoding == "rgb8"
+        assert fake.wait("~/camera_info", 1)[0].header.stamp.nanosec == 7
+        infos = fake.wait("~/label_info", 1)
+        assert cv.class_map(infos[0]) == {0: "sky", 1: "road", 2: "car"}
+        # classes by topic, then by parameter; a refused name and a read-only parameter are reported back
+        fake.subscriptions["~/classes"][1](msgs.String(data="tree, sky"))
+        image_cb(cv.array_to_image(msgs, RGB, "bgr8", cv.header(msgs, 43, 0, "cam_optical")))
+        assert cv.class_map(fake.wait("~/label_info", 2)[1]) == {0: "tree", 1: "sky"}
+        assert int(cv.image_to_labels(fake.wait("~/labels", 2)[1]).max()) <= 1
+        cb = fake.param_callbacks[0]
+        assert cb([SimpleNamespace(name="classes", value="sky, road")]).successful
+        refused = cb([SimpleNamespace(name="classes", value="unicorn")])
+        assert not refused.successful and "unicorn" in refused.reason
+        assert not cb([SimpleNamespace(name="crop", value=128)]).successful
+        image_cb(cv.array_to_image(msgs, RGB, "rgb8", cv.header(msgs, 44, 0, "cam_optical")))
+        assert cv.class_map(fake.wait("~/label_info", 3)[2]) == {0: "sky", 1: "road"}
+        fake.wait("~/labels", 3)
+        # diagnostics (the 1 Hz timer's callback)
+        period, diag_cb = fake.timers[0]
+        assert period == 1.0
+        diag_cb()
+        (arr,) = fake.published["/diagnostics"]
+        values = {kv.key: kv.value for kv in arr.status[0].values}
+        assert values["frames"] == "3" and "backbone_p50_ms" in values and "publish_p50_ms" in values
+        assert deserialize(serialize(arr), "diagnostic_msgs/msg/DiagnosticArray").status[0].level == 0
+    finally:
+        node.shutdown()

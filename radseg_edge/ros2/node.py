@@ -17,6 +17,7 @@ import array
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -55,18 +56,23 @@ def rclpy_qos(spec: QosSpec):
 class RadsegNode:
     """Wires an rclpy node to a :class:`FrameProcessor` and a :class:`VocabularyController`."""
 
-    def __init__(self, node: Any, params: NodeParams) -> None:
+    def __init__(self, node: Any, params: NodeParams, msgs: Messages | None = None,
+                 qos: Callable[[QosSpec], Any] | None = None) -> None:
+        """``msgs`` / ``qos``: message classes and QoS converter (default rclpy's; the tests pass rosbags'
+        classes and a fake node to exercise this wiring without ROS)."""
         from radseg_edge.runtime.live_vocab import VocabularyController
         from radseg_edge.runtime.pipeline import FrameSlot
 
-        self.node, self.params, self.msgs = node, params, rclpy_messages()
+        self.node, self.params = node, params
+        self.msgs = msgs if msgs is not None else rclpy_messages()
+        to_qos = qos if qos is not None else rclpy_qos
         log = node.get_logger()
         segmenter, bank = segmenter_from_params(params, log=log.info)
         self.controller = VocabularyController(segmenter, bank, log=log.info)
         self.processor = FrameProcessor(segmenter, self.msgs, params.publish_overlay, params.publish_confidence,
                                         params.alpha)
         self.backend = getattr(segmenter, "name", None) or type(segmenter).__name__
-        out, m = rclpy_qos(params.output_qos_spec), self.msgs
+        out, m = to_qos(params.output_qos_spec), self.msgs
         pub = node.create_publisher
         self.pubs = {"labels": pub(m.Image, "~/labels", out)}
         if params.publish_overlay:
@@ -75,11 +81,11 @@ class RadsegNode:
             self.pubs["confidence"] = pub(m.Image, "~/confidence", out)
         if params.camera_info:
             self.pubs["camera_info"] = pub(m.CameraInfo, "~/camera_info", out)
-            node.create_subscription(m.CameraInfo, "camera_info", self._on_camera_info, rclpy_qos(params.input_qos_spec))
-        self.info_pub = pub(m.LabelInfo, "~/label_info", rclpy_qos(label_info_qos()))
+            node.create_subscription(m.CameraInfo, "camera_info", self._on_camera_info, to_qos(params.input_qos_spec))
+        self.info_pub = pub(m.LabelInfo, "~/label_info", to_qos(label_info_qos()))
         self.diag_pub = pub(m.DiagnosticArray, "/diagnostics", 10) if params.diagnostics_period > 0 else None
         image_type, image_topic = (m.CompressedImage, "image/compressed") if params.compressed else (m.Image, "image")
-        node.create_subscription(image_type, image_topic, self._on_image, rclpy_qos(params.input_qos_spec))
+        node.create_subscription(image_type, image_topic, self._on_image, to_qos(params.input_qos_spec))
         node.create_subscription(m.String, "~/classes", self._on_classes, 10)
         node.add_on_set_parameters_callback(self._on_parameters)
         self.slot = FrameSlot(keep_latest=True)
