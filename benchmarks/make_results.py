@@ -189,6 +189,8 @@ OTHER_RESULTS = (
     ("refine", "python benchmarks/bench_refine.py", "RADSeg+ refinement cost"),
     ("cpp_runtime", "python benchmarks/bench_cpp_runtime.py", "C++ runtime vs Python pipeline"),
     ("stream_pipeline_c-radio_v3-b", "python benchmarks/stream_pipeline.py", "Streaming runtime"),
+    ("ros2_overhead_tiny", "python benchmarks/bench_ros2_overhead.py --model tiny --size 480x640 --frames 4",
+     "ROS 2 adapter overhead vs the bare backend"),
 )
 
 
