@@ -85,7 +85,9 @@ def run_cases() -> dict[str, float]:
     errors["scra_chunks_b2_n21_h2_tau10"] = relative_error(scra_triton(*args, 10.0, tiles=SMALL_TILES),
                                                            scra_attention_reference(*args, 10.0))  # fmt: skip
     # no tiles given: the first autotune configuration is used under the interpreter
-    errors["scga_default_tiles_b2_n37"] = relative_error(scga_triton(features, 10.0), scga_reference(features, 10.0))
+    errors["scga_default_tiles_b2_n37"] = relative_error(
+        scga_triton(features, 10.0), scga_reference(features, 10.0)
+    )
     return errors
 
 

@@ -70,7 +70,9 @@ def test_triton_compiles_every_autotune_variant_for_orin_and_hopper(compile_repo
     from radseg_edge.kernels.triton_ops import FP32_TILES, HALF_TILES
 
     seen = {(r["arch"], r["dtype"], r["precision"], r["dv"]) for r in compile_reports}
-    assert {(a, t, "ieee", dv) for a in (87, 90) for t in ("fp16", "bf16", "fp32") for dv in (64, 768)} <= seen
+    assert {
+        (a, t, "ieee", dv) for a in (87, 90) for t in ("fp16", "bf16", "fp32") for dv in (64, 768)
+    } <= seen
     assert len(compile_reports) == 2 * 2 * (2 * len(HALF_TILES) + len(FP32_TILES) + 1)
     assert all(r["registers"] > 0 for r in compile_reports)
 

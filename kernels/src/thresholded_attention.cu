@@ -1,5 +1,11 @@
 // Thresholded self-attention kernels behind SCGA and SCRA (see ../include/radseg_kernels.h).
 //
+// Two attention kernels, chosen per dtype by run_attention():
+//   - thresholded_attention_tc_kernel: fp16/bf16 inputs on sm_80+, both products on tensor cores
+//     (WMMA 16x16x16, fp32 accumulation, fp32 online softmax); see its comment below;
+//   - thresholded_attention_kernel: the exact fp32 path (CUDA-core FMAs), also fp16/bf16 before sm_80.
+// The SCGA threshold is reduced across blocks (column_partial_sums_kernel + mean_similarity_kernel).
+//
 // thresholded_attention_kernel mirrors `thresholded_attention` in radseg_edge/kernels/blocked.py:
 // a thread block owns BLOCK_M query rows of one group and walks over the keys in BLOCK_N tiles:
 //   1. similarity tile  S = Q_rows . Q_tile^T, reduced over d in BLOCK_K chunks (shared memory)
@@ -8,7 +14,8 @@
 //      rescale factor alpha = exp(old_max - new_max)
 //   4. acc = acc * alpha + P . V_tile  (acc: BLOCK_M x Dv fp32 in dynamic shared memory),
 //      skipped when every entry of the tile is masked
-// and finally writes acc / running_sum. Extra memory: the fp32 normalised rows (N x d per group).
+// and finally writes acc / running_sum. Extra memory: the normalised rows (N x d per group, fp32 or
+// the input's half type), one threshold per group and, for SCGA, B x ceil(N / 128) x C partial sums.
 #include "radseg_kernels.h"
 
 #include <cuda_bf16.h>
