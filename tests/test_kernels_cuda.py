@@ -50,8 +50,9 @@ def test_cuda_scga_diagonal_rows_and_batch_threshold(ops):
     assert relative_error(out, case["batch_mean"]) <= 1e-4
 
 
-#: fp16/bf16 inputs run on tensor cores (sm_80+): q and the softmax weights are rounded to the input type
-HALF_TOLERANCE = {torch.float16: 5e-3, torch.bfloat16: 3e-2}
+#: fp16/bf16 inputs run on tensor cores (sm_80+): q and the softmax weights are rounded to the input type.
+#: 5x an emulation of that rounding (see tests/test_kernels_triton_gpu.py), not yet calibrated on a GPU.
+HALF_TOLERANCE = {torch.float16: 5e-3, torch.bfloat16: 2e-2}
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -68,7 +69,7 @@ def test_cuda_scga_half_inputs_on_tensor_cores_equal_reference_for_odd_sizes(ops
 def test_cuda_scga_half_batch_threshold(ops, dtype):
     case = scga_batch_fixture()
     out = ops.scga(case["input"].to(dtype).cuda(), 10.0, batch_mean=True).cpu()
-    assert relative_error(out.float(), case["batch_mean"]) <= 5 * HALF_TOLERANCE[dtype]
+    assert relative_error(out.float(), case["batch_mean"]) <= 2 * HALF_TOLERANCE[dtype]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
@@ -84,7 +85,7 @@ def test_cuda_self_correlation_head_widths_and_dtypes(dtype, n, head_dim):
     out = load_extension().self_correlation(o, v.to(dtype), 10.0)
     assert out.dtype == dtype
     expected = self_correlation_attention(o.to(dtype).float(), v.to(dtype).float(), 10.0)
-    tolerance = 1e-4 if dtype == torch.float32 else 10 * HALF_TOLERANCE[dtype]
+    tolerance = 1e-4 if dtype == torch.float32 else 2 * HALF_TOLERANCE[dtype]
     assert relative_error(out.float(), expected) <= tolerance
 
 

@@ -18,8 +18,12 @@ pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="the Triton GPU tests need a CUDA device"
 )
 
-#: fp32 products are exact (ieee); fp16/bf16 inputs round q and the softmax weights
-TOLERANCE = {torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 3e-2}
+#: max relative error vs the fp32 reference on the same (rounded) input. fp32 products are exact (ieee);
+#: fp16/bf16 round q and the softmax weights to the input type. A PyTorch emulation of that rounding
+#: gives 4.6e-4 (fp16) and 3.8e-3 (bf16) on these SCGA cases and 4.2e-4 / 3.3e-3 on the SCRA step at
+#: tau = 10; the tolerances leave 5x room (not yet calibrated on a GPU). SCRA's step uses tau >= 10:
+#: at tau = 3 a mask flip of a near-zero similarity moves a row by ~exp(-3) (emulated: 3e-2).
+TOLERANCE = {torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 2e-2}
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +62,14 @@ def test_triton_scga_tf32_is_an_explicit_option(triton_ops):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("tau", [3.0, 10.0])
+@pytest.mark.parametrize("tau", [10.0, 30.0])
 def test_triton_self_correlation_step_equals_reference_step(triton_ops, dtype, tau):
     x, qkv_w, qkv_b, _, _, heads = scra_random_args(2, 203, 192, heads=3)  # head width 64
     _, _, v = split_qkv(x, qkv_w, qkv_b, heads)
     o = torch.randn_like(x)
     out = triton_ops.self_correlation_triton(o.cuda(), v.to(dtype).cuda(), tau)
     expected = self_correlation_attention(o.to(dtype).float(), v.to(dtype).float(), tau)
-    assert relative_error(out.float().cpu(), expected) <= 10 * TOLERANCE[dtype]
+    assert relative_error(out.float().cpu(), expected) <= max(1e-4, 2 * TOLERANCE[dtype])
 
 
 def test_triton_scra_fp32_equals_reference(triton_ops):

@@ -84,10 +84,19 @@ def compile_variant(
         path = Path(tmp) / "kernel.ptx"
         path.write_text(ptx)
         gpu = f"sm_{arch}a" if arch >= 90 else f"sm_{arch}"  # as Triton assembles it
-        done = subprocess.run([get_ptxas(arch).path, "-v", "--regAllocOptLevel=2", f"--gpu-name={gpu}", str(path),
+        done = subprocess.run([_ptxas(get_ptxas, arch), "-v", "--regAllocOptLevel=2", f"--gpu-name={gpu}", str(path),
                                "-o", str(path.with_suffix(".o"))], capture_output=True, text=True, check=True)  # fmt: skip
     return parse_ptxas(done.stderr, arch=arch, dtype=dtype, precision=precision, tiles=tiles, dv=dv,
                        mma="mma.sync" in ptx, wgmma="wgmma.mma_async" in ptx)  # fmt: skip
+
+
+def _ptxas(get_ptxas, arch: int) -> str:
+    """Triton's bundled ptxas (``get_ptxas`` takes the architecture since Triton 3.4, nothing before)."""
+    try:
+        tool = get_ptxas(arch)
+    except TypeError:
+        tool = get_ptxas()
+    return tool.path if hasattr(tool, "path") else tool[0]
 
 
 def parse_ptxas(log: str, **fields) -> CompileReport:
