@@ -100,7 +100,7 @@ if [[ "$failed" != 0 ]]; then exit 1; fi
 trt_dirs=()
 if [[ -n "${TENSORRT_ROOT:-}" && -f "$TENSORRT_ROOT/include/NvInfer.h" ]]; then trt_dirs+=("$TENSORRT_ROOT/include"); fi
 for dir in ${RADSEG_TRT_HEADERS:-} "$root"/shared/third_party/tensorrt-headers/* \
-  "$root"/../shared/third_party/tensorrt-headers/* /work/shared/third_party/tensorrt-headers/* \
+  "$root"/../shared/third_party/tensorrt-headers/* \
   /usr/include/x86_64-linux-gnu /usr/include/aarch64-linux-gnu /usr/local/tensorrt/include; do
   if [[ -f "$dir/NvInfer.h" ]]; then
     dir="$(readlink -f "$dir")"
