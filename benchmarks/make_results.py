@@ -190,6 +190,8 @@ OTHER_RESULTS = (
     ("cpp_runtime", "python benchmarks/bench_cpp_runtime.py", "C++ runtime vs Python pipeline"),
     ("stream_pipeline_c-radio_v3-b", "python benchmarks/stream_pipeline.py", "Streaming runtime"),
     ("soak_stream", "python benchmarks/soak_stream.py", "Soak: RSS, frame accounting and reconnects of `stream`"),
+    ("ros2_overhead_tiny", "python benchmarks/bench_ros2_overhead.py --model tiny --size 480x640 --frames 4",
+     "ROS 2 adapter overhead vs the bare backend"),
 )
 
 OTHER_RESULTS_HEADING = "## Other benchmark scripts"

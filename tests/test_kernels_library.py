@@ -17,7 +17,9 @@ from radseg_edge.errors import InputError
 from radseg_edge.kernels.cuda_library import KernelLibrary
 
 ROOT = Path(__file__).resolve().parents[1]
-NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None)
+NVCC = shutil.which("nvcc") or (
+    "/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +41,10 @@ def test_library_reports_errors_in_words(library):
 
 
 def test_library_workspace_is_fp32_rows_plus_thresholds_256_byte_aligned(library):
-    assert library.lib.radseg_scga_workspace_size(2, 100, 64) == 4 * 2 * 100 * 64 + 256
-    assert library.lib.radseg_scga_workspace_size(1, 3, 5) == 256 + 256
+    # SCGA adds the column partial sums of its threshold: B x ceil(N / 128) x C floats
+    assert library.lib.radseg_scga_workspace_size(2, 100, 64) == 4 * 2 * 100 * 64 + 256 + 4 * 2 * 1 * 64
+    assert library.lib.radseg_scga_workspace_size(1, 300, 64) == 4 * 300 * 64 + 256 + 4 * 3 * 64
+    assert library.lib.radseg_scga_workspace_size(1, 3, 5) == 256 + 256 + 256
     assert library.lib.radseg_self_correlation_workspace_size(2, 3, 10, 16) == 4 * 2 * 3 * 10 * 16 + 256
 
 

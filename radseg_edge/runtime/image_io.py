@@ -26,12 +26,23 @@ def load_image(path: str | Path) -> tuple[np.ndarray, str]:
     img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise InputError(f"{p}: not a readable image (OpenCV could not decode it)")
+    return decoded_to_rgb(img, str(p))
+
+
+def to_8bit(img: np.ndarray) -> np.ndarray:
+    """uint16 -> uint8 the way every radseg-edge reader converts 16-bit images: value / 257, rounded."""
+    return np.round(img.astype(np.float32) / 257.0).astype(np.uint8)
+
+
+def decoded_to_rgb(img: np.ndarray, name: str) -> tuple[np.ndarray, str]:
+    """An OpenCV-decoded image (H x W gray, H x W x 3 BGR or H x W x 4 BGRA; 8- or 16-bit) ->
+    (H x W x 3 uint8 RGB, note of the conversions made). ``name`` names the image in errors."""
     notes = []
     if img.dtype == np.uint16:
-        img = np.round(img.astype(np.float32) / 257.0).astype(np.uint8)
+        img = to_8bit(img)
         notes.append("16-bit converted to 8-bit")
     elif img.dtype != np.uint8:
-        raise InputError(f"{p}: unsupported pixel type {img.dtype}; expected 8- or 16-bit")
+        raise InputError(f"{name}: unsupported pixel type {img.dtype}; expected 8- or 16-bit")
     if img.ndim == 2:
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
         notes.append("grayscale replicated to RGB")
@@ -41,7 +52,7 @@ def load_image(path: str | Path) -> tuple[np.ndarray, str]:
     elif img.shape[2] == 3:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     else:
-        raise InputError(f"{p}: {img.shape[2]} channels; expected 1, 3 or 4")
+        raise InputError(f"{name}: {img.shape[2]} channels; expected 1, 3 or 4")
     return np.ascontiguousarray(img), ", ".join(notes)
 
 
