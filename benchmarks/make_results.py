@@ -189,14 +189,27 @@ OTHER_RESULTS = (
     ("refine", "python benchmarks/bench_refine.py", "RADSeg+ refinement cost"),
     ("cpp_runtime", "python benchmarks/bench_cpp_runtime.py", "C++ runtime vs Python pipeline"),
     ("stream_pipeline_c-radio_v3-b", "python benchmarks/stream_pipeline.py", "Streaming runtime"),
+    ("soak_stream", "python benchmarks/soak_stream.py", "Soak: RSS, frame accounting and reconnects of `stream`"),
     ("ros2_overhead_tiny", "python benchmarks/bench_ros2_overhead.py --model tiny --size 480x640 --frames 4",
      "ROS 2 adapter overhead vs the bare backend"),
 )
 
+OTHER_RESULTS_HEADING = "## Other benchmark scripts"
+
+
+def refresh_other_results(path: Path) -> None:
+    """Rewrite only the "Other benchmark scripts" section of an existing RESULTS.md from the saved
+    tables (no benchmark is run: the suite's own figures are kept as they are)."""
+    text = path.read_text(encoding="utf-8")
+    head, found, _ = text.partition(OTHER_RESULTS_HEADING)
+    if not found:
+        raise SystemExit(f"{path} has no '{OTHER_RESULTS_HEADING}' section: run make_results.py without --others-only")
+    path.write_text(head.rstrip("\n") + "\n" + "\n".join(other_results_markdown()), encoding="utf-8")
+
 
 def other_results_markdown() -> list[str]:
     """The saved tables of the other benchmark scripts, each with the command that regenerates it."""
-    lines = ["", "## Other benchmark scripts", "",
+    lines = ["", OTHER_RESULTS_HEADING, "",
              "Each table below is the last saved output of its script (re-run the command to refresh it; its own "
              "header says when and under which load it ran)."]
     for name, command, title in OTHER_RESULTS:
@@ -219,7 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kernels", default="auto")
     parser.add_argument("--out", default=str(ROOT / "RESULTS.md"))
     parser.add_argument("--note", default="", help="a provenance line for RESULTS.md (e.g. which branches were merged)")
+    parser.add_argument("--others-only", action="store_true",
+                        help="only refresh the 'Other benchmark scripts' tables of --out from benchmarks/results/*.md "
+                             "(runs nothing)")
     args = parser.parse_args(argv)
+    if args.others_only:
+        refresh_other_results(Path(args.out))
+        print(f"refreshed the other benchmark tables in {args.out}")
+        return 0
     torch.manual_seed(0)
     docs = []
     for setting, runs, warmup, formats, precision in (QUICK_PLAN if args.quick else PLAN):

@@ -9,6 +9,14 @@ from radseg_edge.errors import InputError
 from radseg_edge.utils import precision as prec
 
 
+@pytest.fixture(autouse=True)
+def _no_isa_cap(monkeypatch):
+    """These tests pass flag sets explicitly; a cap set for the whole run (ONEDNN_MAX_CPU_ISA=AVX2) is
+    lifted here and set again only by the tests about it."""
+    for name in prec.ISA_CAP_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
 def test_bf16_is_native_with_avx512_bf16_or_amx_flags_only():
     assert prec.cpu_has_fast_bf16(frozenset({"avx512f", "avx512_bf16"}))
     assert prec.cpu_has_fast_bf16(frozenset({"amx_bf16", "amx_tile"}))
@@ -40,3 +48,28 @@ def test_fp32_region_turns_autocast_off():
             assert (x @ x).dtype is torch.float32
     with prec.autocast(torch.float32, "cpu"):
         assert (x @ x).dtype is torch.float32
+
+
+@pytest.mark.parametrize(
+    ("cap", "usable"),
+    [("AVX2", set()), ("avx512_core", set()), ("AVX512_CORE_BF16", {"avx512_bf16"}),
+     ("AVX512_CORE_AMX", {"avx512_bf16", "amx_bf16"}), ("DEFAULT", {"avx512_bf16", "amx_bf16"})],
+)
+def test_onednn_isa_cap_hides_the_bf16_instructions_it_rules_out(monkeypatch, cap, usable):
+    """ONEDNN_MAX_CPU_ISA=AVX2 on a CPU with AMX behaves as an AVX2-only CPU: bf16 refused with the reason."""
+    monkeypatch.setattr(prec, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert prec.usable_cpu_flags() & {"avx512_bf16", "amx_bf16"} == usable
+    ok, reason = prec.precision_supported("bf16", "cpu")
+    assert ok == bool(usable)
+    if not ok:
+        assert f"ONEDNN_MAX_CPU_ISA={cap.upper()}" in reason
+        with pytest.raises(InputError, match="emulated"):
+            prec.resolve_precision("bf16", "cpu")
+
+
+def test_older_dnnl_name_of_the_cap_is_honoured_and_aarch64_bf16_counts(monkeypatch):
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX2")
+    assert not prec.cpu_has_fast_bf16(frozenset({"avx512_bf16"}))
+    assert prec.cpu_has_fast_bf16(frozenset({"fp", "asimd", "sve", "bf16"}))  # x86 caps do not touch aarch64
+    assert not prec.cpu_has_fast_bf16(frozenset({"fp", "asimd", "sve"}))

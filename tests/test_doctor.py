@@ -61,3 +61,55 @@ def test_on_a_jetson_l4t_and_jtop_are_checked(monkeypatch, tmp_path):
     tensorrt_hint = doctor.check_tensorrt(jetson=True)[0]
     if tensorrt_hint.status == "missing":
         assert "python3-libnvinfer" in tensorrt_hint.install
+
+
+AVX2_ONLY = frozenset({"fpu", "sse4_2", "avx", "avx2", "fma", "f16c"})
+SAPPHIRE_RAPIDS = AVX2_ONLY | {"avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"}
+NEOVERSE_V2 = frozenset({"fp", "asimd", "asimddp", "sve", "sve2", "i8mm", "bf16"})
+
+
+def _cpu(checks):
+    return {c.name: c for c in checks if c.name.startswith("cpu") or c.name == "bf16 on cpu"}
+
+
+def test_avx2_only_cpu_lists_what_avx512_and_amx_would_enable_and_refuses_bf16(monkeypatch):
+    from radseg_edge.utils import precision
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: AVX2_ONLY)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    cpu = _cpu(doctor.check_cpu_features(AVX2_ONLY, "x86_64"))
+    assert cpu["cpu.avx2"].status == "ok" and "fp32" in cpu["cpu.avx2"].found
+    for flag in ("avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"):
+        assert cpu[f"cpu.{flag}"].status == "n/a" and cpu[f"cpu.{flag}"].disables, flag
+    assert "bf16" in cpu["cpu.avx512_bf16"].disables
+    assert cpu["bf16 on cpu"].status == "n/a" and "emulated" in cpu["bf16 on cpu"].found
+
+
+def test_amx_cpu_enables_bf16_unless_onednn_is_capped(monkeypatch):
+    from radseg_edge.utils import precision
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: SAPPHIRE_RAPIDS)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    cpu = _cpu(doctor.check_cpu_features(SAPPHIRE_RAPIDS, "x86_64"))
+    assert all(c.status == "ok" for c in cpu.values()), cpu
+    assert "amx_bf16" in cpu["bf16 on cpu"].found
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    cpu = _cpu(doctor.check_cpu_features(SAPPHIRE_RAPIDS, "x86_64"))
+    assert "ONEDNN_MAX_CPU_ISA=AVX2" in cpu["cpu"].found and cpu["bf16 on cpu"].status == "n/a"
+
+
+def test_aarch64_reports_neon_sve_and_bf16():
+    cpu = _cpu(doctor.check_cpu_features(NEOVERSE_V2, "arm64"))
+    assert cpu["cpu"].found.startswith("aarch64")
+    assert "NEON" in cpu["cpu.asimd"].found and "SVE" in cpu["cpu.sve"].found and "bf16" in cpu["cpu.bf16"].found
+    assert not any(name.startswith("cpu.avx") for name in cpu)
+    cpu = _cpu(doctor.check_cpu_features(frozenset({"fp", "asimd"}), "aarch64"))
+    assert cpu["cpu.sve"].status == "n/a" and cpu["cpu.bf16"].status == "n/a"
+
+
+def test_doctor_text_shows_the_cpu_features(capsys):
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "cpu " in out and "torch CPU kernels" in out and "bf16 on cpu" in out

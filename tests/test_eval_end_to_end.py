@@ -17,6 +17,7 @@ from radseg_edge.eval.metrics import ConfusionMatrix
 from radseg_edge.eval.predictors import RADSegPredictor
 from radseg_edge.eval.protocol import get_setting
 from radseg_edge.models.text import Vocabulary
+from radseg_edge.utils.precision import precision_supported
 from tests.eval_layouts import make_voc
 
 TINY = Path(__file__).parent / "fixtures" / "tiny_radio.pth.tar"
@@ -81,13 +82,21 @@ def test_predictor_upsamples_low_resolution_probabilities_to_the_original_size(v
     assert labels.min() >= 0 and labels.max() < 20
 
 
-def test_compare_fp32_and_bf16_in_one_pass(voc_root, vocab_file, tmp_path):
+def test_compare_fp32_and_bf16_in_one_pass(voc_root, vocab_file, tmp_path, capsys):
+    """Runs where the library says this CPU supports bf16; elsewhere (AVX2-only x86, or
+    ONEDNN_MAX_CPU_ISA=AVX2) one error line with the library's reason, exit 1, no report written."""
     out = tmp_path / "c.json"
     code = main(
         ["eval", "--dataset", "voc20", "--root", str(voc_root), "--setting", "low", "--checkpoint", str(TINY),
          "--vocab", str(vocab_file), "--device", "cpu", "--compare", "torch:fp32", "torch:bf16", "--limit", "1",
          "--json", str(out), "--no-progress"]
     )  # fmt: skip
+    ok, reason = precision_supported("bf16", "cpu")
+    if not ok:
+        err = capsys.readouterr().err
+        assert code == 1 and "Traceback" not in err and not out.exists()
+        assert err.count("error:") == 1 and reason in err and "bf16" in err
+        return
     assert code == 0
     report = json.loads(out.read_text())
     assert set(report["results"]) == {"torch:fp32", "torch:bf16"}

@@ -1,11 +1,15 @@
 """RADSeg end to end vs the official code (every radseg_predict fixture case)."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
 
 from radseg_edge.core.predict import class_maxima, upsample_probs
+from radseg_edge.errors import InputError
 from radseg_edge.pipeline import RADSeg
+from radseg_edge.utils.precision import precision_supported
 from tests.conftest import load_case
 
 CASES = ["seg_single_80x112", "seg_slide112s48_70x110", "seg_slide112s48_96x96_noresize",
@@ -89,7 +93,14 @@ def test_window_batching_does_not_change_results(tiny_radio):
 
 
 def test_bf16_precision_runs_on_cpu_and_mostly_agrees(tiny_radio):
+    """bf16 runs where the library says this CPU supports it, and is refused with the reason elsewhere
+    (AVX2-only x86, or ONEDNN_MAX_CPU_ISA=AVX2 on any CPU)."""
     meta, t = load_case("seg_slide64s32_100x150")
+    ok, reason = precision_supported("bf16", "cpu")
+    if not ok:
+        with pytest.raises(InputError, match=re.escape(reason)):
+            _radseg(tiny_radio, meta["settings"], precision="bf16")
+        return
     ref = _radseg(tiny_radio, meta["settings"])(t["image"], t["text_embeds"])
     low = _radseg(tiny_radio, meta["settings"], precision="bf16")(t["image"], t["text_embeds"])
     assert low.probs.dtype == torch.float32

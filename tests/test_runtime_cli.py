@@ -60,6 +60,20 @@ def test_bad_source_is_one_clear_line(tmp_path, capsys, source, message):
     assert code == 1 and len(err) == 1 and err[0].startswith("error:") and message in err[0]
 
 
+@pytest.mark.parametrize("extra,message", [
+    (["--vocab-dir", "no/such/folder"], "--vocab-dir 'no/such/folder' is not a folder"),
+    (["--http-max-clients", "0"], "--http-max-clients must be at least 1"),
+    (["--http-token", " "], "--http-token is empty"),
+    (["--reconnect-timeout", "0"], "--reconnect-timeout must be a positive number"),
+])
+def test_bad_http_options_are_one_clear_line_before_the_model_loads(tmp_path, capsys, extra, message):
+    folder = write_images(tmp_path / "imgs", 1)
+    code = main(["stream", "--source", str(folder), "--checkpoint", "missing.pth", "--classes", "a",
+                 "--sink", "null", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and message in err[0]
+
+
 def test_unknown_class_without_text_tower_is_a_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     folder = write_images(tmp_path / "imgs", 2)

@@ -204,3 +204,30 @@ def test_frame_slot_keep_latest_counts_replaced_frames():
     assert slot.dropped == 3 and slot.get(0.0).index == 3
     slot.close()
     assert slot.get(0.0) is None and slot.finished
+
+
+def test_stage_records_stay_bounded_and_keep_describing_the_whole_run():
+    from radseg_edge.runtime.pipeline import StageRecords
+
+    rec = StageRecords(cap=100)
+    for i in range(1000):
+        stages = {"decode": 1.0, "backbone": float(i)}
+        if i >= 500:
+            stages["late"] = 2.0  # a stage that appears mid-run: 0 ms before
+        rec.add(stages, e2e_ms=float(i) + 1.0)
+    assert rec.count == 1000 and len(rec) < 100 and rec.last["backbone"] == 999.0
+    table = rec.table()
+    assert all(len(v) == len(rec) for v in table.values())
+    assert table["backbone"].min() == 0.0 and table["backbone"].max() >= 900.0  # the whole run, evenly sampled
+    assert abs(float(table["backbone"].mean()) - 499.5) < 20
+    assert set(np.unique(table["late"])) <= {0.0, 2.0}
+
+
+def test_the_model_profiler_does_not_grow_over_a_stream(tmp_path):
+    """The pipeline reads each frame's model stages and then drains the segmenter's profiler."""
+    seg = FakeSegmenter(random_vocab(["a", "b"]))
+    pipeline = StreamPipeline(open_source(str(write_images(tmp_path / "imgs", 3)), loop=True), seg, [],
+                              StreamConfig(drop="none", max_frames=40), log=lambda m: None)
+    prof = pipeline.run()
+    assert prof["frames"]["processed"] == 40 and "backbone" in prof["stages"]
+    assert sum(len(v) for v in seg.profiler.samples.values()) <= 4  # at most one frame's stages left

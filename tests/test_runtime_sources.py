@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -166,6 +168,71 @@ def test_reconnect_wait_is_interrupted_by_stop():
     src = ReconnectingSource(SourceSpec("http://x/s", "http", "http://x/s"), opener,
                              Backoff(initial=30.0, give_up_after=1000.0), stop=stop, log=lambda m: stop.set())
     assert src.read() is None  # would wait 30 s without the stop event
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_first_connection_is_retried_until_the_server_comes_up():
+    """The camera server starts 0.6 s after the stream: the first connection is retried, not fatal."""
+    from radseg_edge.runtime.sinks import MjpegSink
+
+    port = _free_port()
+    started: list[MjpegSink] = []
+    stop = threading.Event()
+
+    def late_server():
+        time.sleep(0.6)
+        sink = MjpegSink("127.0.0.1", port)
+        started.append(sink)
+        i = 0
+        while not stop.wait(0.01):
+            sink.write(frame_image(i))
+            i += 1
+
+    t = threading.Thread(target=late_server)
+    t.start()
+    logs: list[str] = []
+    try:
+        src = open_source(f"http://127.0.0.1:{port}/stream",
+                          backoff=Backoff(initial=0.1, maximum=0.2, give_up_after=10.0), log=logs.append)
+        try:
+            assert src.read().image.shape == (48, 64, 3)
+            assert src.failed_attempts >= 1 and any("not reachable yet" in m for m in logs)
+        finally:
+            src.close()
+    finally:
+        stop.set()
+        t.join(10)
+        for sink in started:
+            sink.close()
+
+
+def test_first_connection_gives_up_after_the_reconnect_timeout_with_one_line():
+    port = _free_port()  # nothing listens there
+    t0 = time.monotonic()
+    with pytest.raises(SourceError, match="no answer within") as info:
+        open_source(f"http://127.0.0.1:{port}/stream", backoff=Backoff(initial=0.1, maximum=0.2, give_up_after=1.0),
+                    log=lambda m: None)
+    assert time.monotonic() - t0 < 3.0 and "\n" not in str(info.value) and "--reconnect-timeout 1" in str(info.value)
+
+
+def test_a_listener_that_never_answers_is_bounded_by_the_reconnect_timeout():
+    """A loopback socket that accepts connections and never replies: OpenCV's FFmpeg would wait 30 s;
+    the open timeout comes from --reconnect-timeout (here 1.5 s)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        t0 = time.monotonic()
+        with pytest.raises(SourceError, match="cannot open source"):
+            open_source(f"http://127.0.0.1:{port}/stream", backoff=Backoff(initial=0.1, give_up_after=1.5),
+                        log=lambda m: None)
+        elapsed = time.monotonic() - t0
+    assert elapsed < 6.0, f"opening took {elapsed:.1f} s with a 1.5 s reconnect timeout"
 
 
 def test_http_source_reads_an_mjpeg_server_and_reconnects_after_it_restarts():

@@ -116,7 +116,7 @@ def test_vocabulary_change_over_http_takes_effect_mid_stream_and_bad_ones_are_re
             (b'{"classes": []}', "application/json", "no class names"),
             (b"{not json", "application/json", "not valid JSON"),
             (b'{"classes": ["cat", "forbidden"]}', "application/json", "refuses"),  # model-side rejection
-            (b'{"vocab": "/nonexistent/vocab.safetensors"}', "application/json", "not found"),
+            (b'{"vocab": "/nonexistent/vocab.safetensors"}', "application/json", "not available"),
         ]
         for body, ctype, message in bad:
             status, reply = post(sink.port, body, ctype)

@@ -213,6 +213,58 @@ def check_jtop() -> Check:
     return Check("jtop", "ok", f"jetson-stats {version}, jtop.service active")
 
 
+#: CPU features worth knowing about, per architecture: (flag in /proc/cpuinfo, label, what it enables here).
+CPU_FEATURES = {
+    "x86_64": (
+        ("avx2", "AVX2", "vectorised fp32 kernels in torch (ATen AVX2), oneDNN and onnxruntime (MLAS)"),
+        ("avx512f", "AVX-512", "wider fp32 kernels (oneDNN avx512_core; ATen AVX512 where torch picks it)"),
+        ("avx512_vnni", "AVX-512 VNNI", "faster INT8 matrix products (onnxruntime int8 graphs, oneDNN)"),
+        ("avx512_bf16", "AVX-512 BF16", "native bf16 matrix products: --precision bf16 on the CPU"),
+        ("amx_bf16", "AMX-BF16", "AMX tiles: bf16 matrix products several times faster than fp32"),
+        ("amx_int8", "AMX-INT8", "AMX tiles: INT8 matrix products (oneDNN)"),
+    ),
+    "aarch64": (
+        ("asimd", "NEON", "vectorised fp32 kernels in torch, onnxruntime and oneDNN/ACL"),
+        ("sve", "SVE", "scalable-vector kernels (oneDNN/ACL, ATen SVE where torch picks it)"),
+        ("asimddp", "dot product", "faster INT8 matrix products (onnxruntime int8 graphs)"),
+        ("i8mm", "I8MM", "INT8 matrix-multiply instructions (onnxruntime, ACL)"),
+        ("bf16", "BF16", "native bf16 matrix products: --precision bf16 on the CPU"),
+    ),
+}
+
+
+def cpu_arch(machine: str | None = None) -> str:
+    """'x86_64' or 'aarch64' (``platform.machine()`` normalised: AMD64 -> x86_64, arm64 -> aarch64)."""
+    m = (machine or platform.machine()).lower()
+    return {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}.get(m, m)
+
+
+def check_cpu_features(flags: frozenset[str] | None = None, machine: str | None = None) -> list[Check]:
+    """One line per vector/matrix feature of this CPU (present: what it enables; absent: what is lost),
+    then whether bf16 runs on the CPU (the same ``precision_supported`` the pipeline asks)."""
+    from radseg_edge.utils.precision import cpu_flags, isa_cap, precision_supported
+
+    flags = cpu_flags() if flags is None else flags
+    arch = cpu_arch(machine)
+    torch = _import("torch")
+    capability = torch.backends.cpu.get_cpu_capability() if torch is not None else "?"
+    cap = isa_cap()
+    summary = f"{arch}, torch CPU kernels: {capability}" + (f", {cap[0]}={cap[1]}" if cap else "")
+    if not flags:
+        return [Check("cpu", "warn", f"{summary}; CPU flags unknown (no /proc/cpuinfo)")]
+    checks = [Check("cpu", "ok", summary)]
+    for flag, label, enables in CPU_FEATURES.get(arch, ()):
+        if flag in flags:
+            checks.append(Check(f"cpu.{flag}", "ok", f"{label}: {enables}"))
+        else:
+            checks.append(Check(f"cpu.{flag}", "n/a", f"{label}: absent", disables=enables))
+    if torch is not None:
+        ok, reason = precision_supported("bf16", "cpu")
+        checks.append(Check("bf16 on cpu", "ok" if ok else "n/a", reason,
+                            "" if ok else "--precision bf16 on the CPU (fp32 is used; it is exact)"))
+    return checks
+
+
 def check_optional() -> list[Check]:
     return [
         _module_check("transformers", "transformers", "encoding new class names (cached vocabularies still work)",
@@ -225,6 +277,7 @@ def collect_checks() -> list[Check]:
     """Run every check (never raises; each failure becomes a line)."""
     jetson = NV_TEGRA_RELEASE.exists()
     checks = [check_python(), Check("platform", "ok", f"{platform.system()} {platform.machine()} ({platform.platform()})")]
+    checks += check_cpu_features()
     checks += check_torch(jetson)
     cuda = any(c.name == "cuda" and c.status == "ok" for c in checks)
     checks += check_tensorrt(jetson)
@@ -253,7 +306,7 @@ def format_checks(checks: list[Check]) -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "doctor",
-        help="report Python, torch/CUDA, GPU, TensorRT, onnxruntime, triton, OpenCV, jtop and L4T/JetPack",
+        help="report Python, CPU features, torch/CUDA, GPU, TensorRT, onnxruntime, triton, OpenCV, jtop and L4T/JetPack",
         description="Check what this machine can run; for each missing piece say what it disables and how to install it.",
     )
     p.add_argument("--json", action="store_true", help="print the checks as a JSON list instead of text")

@@ -48,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     io.add_argument("--input-height", type=int, default=None, help="camera capture height in pixels (cameras only)")
     io.add_argument("--input-rate", type=float, default=None, help="camera frame rate in frames/s (cameras only)")
     io.add_argument("--reconnect-timeout", type=float, default=60.0,
-                    help="seconds a network source may stay lost (reconnecting with back-off) before the stream ends "
+                    help="seconds a network source may take to answer at start, or stay lost (reconnecting with back-off), "
+                         "before the stream ends; also bounds each open (OpenCV open timeout) "
                          "(default 60)")
     io.add_argument("--drop", choices=("auto", "latest", "none"), default="auto",
                     help="stale-frame policy: latest = keep only the newest frame (drop and count the rest), "
@@ -70,6 +71,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="watch this file (a class list .txt or a vocabulary file) and switch classes when it changes")
     voc.add_argument("--no-http-vocab", action="store_true",
                      help="do not serve POST/GET /vocab next to an http:// MJPEG sink")
+    voc.add_argument("--vocab-dir", action="append", default=None, metavar="DIR",
+                     help="folder whose vocabulary files and class lists POST /vocab {\"vocab\": \"name\"} may name; "
+                          "repeatable. Default: none (requests may name only the --vocab files)")
+
+    web = p.add_argument_group("HTTP server (http:// sinks)")
+    web.add_argument("--http-token", default=None, metavar="TOKEN",
+                     help="require this token on every request (Authorization: Bearer TOKEN or ?token=TOKEN). "
+                          "Bound to an address other than loopback, a token is always required: one is generated "
+                          "and printed when this is not given")
+    web.add_argument("--http-max-clients", type=int, default=16, metavar="N",
+                     help="connections served at once, viewers included; more are answered 503 (default 16)")
 
     add_model_args(p)
     add_backend_args(p)
@@ -127,6 +139,15 @@ def run(args: argparse.Namespace) -> int:
     from radseg_edge.runtime.vocab import EmbeddingBank, lazy_text_encoder
 
     source_spec = parse_source(args.source)  # a bad --source fails before the model is loaded
+    for folder in args.vocab_dir or []:
+        if not Path(folder).expanduser().is_dir():
+            raise InputError(f"--vocab-dir {folder!r} is not a folder: name an existing folder of vocabulary files")
+    if not args.reconnect_timeout > 0:
+        raise InputError(f"--reconnect-timeout must be a positive number of seconds, got {args.reconnect_timeout}")
+    if args.http_max_clients < 1:
+        raise InputError(f"--http-max-clients must be at least 1, got {args.http_max_clients}")
+    if args.http_token is not None and not args.http_token.strip():
+        raise InputError("--http-token is empty: give a non-empty token (or leave it out on 127.0.0.1)")
     checkpoint = args.checkpoint or args.model
     backend = args.backend
     if args.random_weights and backend not in ("auto", "torch"):
@@ -158,22 +179,26 @@ def run(args: argparse.Namespace) -> int:
     sinks = []
     try:
         for uri in sink_uris:
-            sinks.append(open_sink(uri, fps=source.fps))
+            sinks.append(open_sink(uri, fps=source.fps, http_token=args.http_token,
+                                   http_max_clients=args.http_max_clients))
     except BaseException:
         for s in sinks:
             s.close()
         source.close()
         raise
 
-    controller = VocabularyController(segmenter, bank, log=_log)
+    controller = VocabularyController(segmenter, bank, log=_log, vocab_dirs=args.vocab_dir or ())
+    for f in args.vocab or []:
+        controller.allow_file(f)
     for s in sinks:
         if isinstance(s, MjpegSink):
             if not args.no_http_vocab:
                 s.add_route("POST", "/vocab", controller.http_post)
                 s.add_route("GET", "/vocab", controller.http_get)
-            _log(f"MJPEG stream at {s.url}/stream (viewer: {s.url}/)")
-            if s.host not in ("127.0.0.1", "localhost", "::1"):
-                _log(f"warning: the MJPEG server (and POST /vocab) is reachable from the network on {s.host}")
+            _log(f"MJPEG stream at {s.url}/stream (viewer: {s.viewer_url})")
+            if s.token_generated:
+                _log(f"the MJPEG server listens on {s.host}, reachable from the network: every request needs the "
+                     f"token {s.token} (Authorization: Bearer TOKEN or ?token=TOKEN; set your own with --http-token)")
     watcher = VocabularyFileWatcher(args.vocab_watch, controller).start() if args.vocab_watch else None
     config = StreamConfig(drop=args.drop, max_frames=args.max_frames, overlay=not args.no_overlay,
                           overlay_stats=not args.no_stats, alpha=args.alpha, status_interval=args.status)

@@ -28,6 +28,7 @@ import queue
 import signal
 import threading
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -181,8 +182,7 @@ class StreamPipeline:
         self.slot = FrameSlot(keep_latest)
         self.results: queue.Queue = queue.Queue(maxsize=self.config.render_queue)
         self.stop_event = threading.Event()
-        self.records: list[dict[str, float]] = []
-        self.end_to_end: list[float] = []
+        self.records = StageRecords()  # bounded: a stream may run for days
         self.captured = 0
         self.started = 0
         self.written = 0
@@ -248,6 +248,8 @@ class StreamPipeline:
                 labels = _labels_of(result, frame.image.shape[:2])
                 names = tuple(getattr(result, "class_names", None) or self.segmenter.class_names)
                 model = prof.since(mark) if prof is not None else {}
+                if prof is not None:
+                    prof.drain()  # this frame's stages are in `model`; the profiler's lists must not grow
                 t_done = time.perf_counter()
                 stages = {"decode": (frame.t_ready - frame.t_start) * 1e3,
                           "wait_infer": (t_taken - frame.t_ready) * 1e3}
@@ -309,8 +311,7 @@ class StreamPipeline:
         stages["wait_render"] = (t_taken - item.t_done) * 1e3
         stages["overlay"] = (t_drawn - t_taken) * 1e3
         stages["encode"] = (t_out - t_drawn) * 1e3
-        self.records.append(stages)
-        self.end_to_end.append((t_out - item.frame.t_start) * 1e3)
+        self.records.add(stages, (t_out - item.frame.t_start) * 1e3)
         if self._t_last is not None:
             dt = t_out - self._t_last
             if dt > 0:
@@ -322,11 +323,11 @@ class StreamPipeline:
             self.log("  ".join(self._status_lines()))
 
     def _status_lines(self) -> list[str]:
-        if not self.records:
+        if not self.records.count:
             return []
-        last = self.records[-1]
+        last = self.records.last
         fps = f"{self._fps_ema:.1f} FPS" if self._fps_ema else "-- FPS"
-        head = f"{fps}  e2e {self.end_to_end[-1]:.0f} ms  dropped {self.slot.dropped}"
+        head = f"frame {self.written}  {fps}  e2e {self.records.last_e2e:.0f} ms  dropped {self.slot.dropped}"
         model = [f"{k} {v:.1f}" for k, v in last.items() if k not in PRE_MODEL_STAGES + POST_MODEL_STAGES]
         return [head, " | ".join(model) + " ms"] if model else [head]
 
@@ -395,6 +396,51 @@ class StreamPipeline:
         return build_profile(self)
 
 
+class StageRecords:
+    """Per-frame stage times (ms) in bounded memory: float32 columns, one per stage, plus end-to-end.
+
+    A long stream must not grow without limit: once ``cap`` frames are kept, every other one is
+    dropped and from then on only every ``stride``-th frame is recorded (stride doubles each time), so
+    the percentiles keep describing the whole run with at most ``cap`` frames x (stages + 1) x 4 bytes.
+    ``last`` / ``last_e2e`` are always the newest frame's times (for the status line).
+    """
+
+    def __init__(self, cap: int = 200_000) -> None:
+        self.cap = max(2, int(cap))
+        self.stride = 1
+        self.count = 0
+        self.columns: dict[str, array] = {}
+        self.e2e = array("f")
+        self.last: dict[str, float] = {}
+        self.last_e2e = 0.0
+
+    def __len__(self) -> int:
+        return len(self.e2e)
+
+    def add(self, stages: dict[str, float], e2e_ms: float) -> None:
+        self.last, self.last_e2e = stages, e2e_ms
+        index, self.count = self.count, self.count + 1
+        if index % self.stride:
+            return
+        kept = len(self.e2e)
+        for name, value in stages.items():
+            if name not in self.columns:  # a stage first seen now: absent before = 0 ms
+                self.columns[name] = array("f", bytes(4 * kept))
+            self.columns[name].append(value)
+        for column in self.columns.values():
+            if len(column) == kept:
+                column.append(0.0)
+        self.e2e.append(e2e_ms)
+        if len(self.e2e) >= self.cap:
+            self.stride *= 2
+            self.columns = {k: v[::2] for k, v in self.columns.items()}
+            self.e2e = self.e2e[::2]
+
+    def table(self) -> dict[str, np.ndarray]:
+        """Stage name -> float64 array of the kept frames' times (ms)."""
+        return {k: np.asarray(v, dtype=np.float64) for k, v in self.columns.items()}
+
+
 def _labels_of(result: Any, size: tuple[int, int]) -> np.ndarray:
     """H x W int labels from a segmenter result (torch or numpy, optionally 1 x H x W), resized to ``size``."""
     labels = getattr(result, "labels", result)
@@ -426,7 +472,7 @@ def stage_order(names: set[str]) -> list[str]:
 
 
 def build_profile(p: StreamPipeline) -> dict[str, Any]:
-    n = len(p.records)
+    n = p.records.count
     out: dict[str, Any] = {
         "frames": {
             "captured": p.captured,
@@ -438,10 +484,16 @@ def build_profile(p: StreamPipeline) -> dict[str, Any]:
         "stop_reason": p.stop_reason,
         "wall_s": getattr(p, "wall_s", None),
     }
+    reconnects = getattr(p.source, "reconnects", None)
+    if isinstance(reconnects, int):  # a network source
+        out["source"] = {"reconnects": reconnects, "failed_attempts": getattr(p.source, "failed_attempts", 0)}
+    http = {s.uri: s.stats() for s in p.sinks if callable(getattr(s, "stats", None))}
+    if http:  # MJPEG servers: connections refused over the cap, client disconnects, request errors
+        out["http"] = http
     if n:
-        names = stage_order({k for r in p.records for k in r})
-        table = {k: np.array([r.get(k, 0.0) for r in p.records]) for k in names}  # absent stage = 0 ms
-        e2e = np.array(p.end_to_end)
+        columns = p.records.table()
+        table = {k: columns[k] for k in stage_order(set(columns))}  # absent stage = 0 ms
+        e2e = np.asarray(p.records.e2e, dtype=np.float64)
         stages = {k: {**_stats(v), "share": float(v.mean() / e2e.mean()) if e2e.mean() > 0 else 0.0}
                   for k, v in table.items()}
         stage_sum = float(sum(v.mean() for v in table.values()))
@@ -461,7 +513,7 @@ def build_profile(p: StreamPipeline) -> dict[str, Any]:
         out["model"] = {k: v if isinstance(v, (str, int, float, bool)) or v is None else str(v)
                         for k, v in model_prof.info.items()}
     if p.vocab is not None:
-        out["vocabulary"] = {"classes": list(p.segmenter.class_names), "changes": p.vocab.history}
+        out["vocabulary"] = p.vocab.summary()  # bounded: counts of all changes, the last ones in full
     if p.telemetry is not None:
         out["telemetry"] = p.telemetry.summary(n)
     return out

@@ -68,6 +68,9 @@ def format_summary(profile: dict[str, Any]) -> str:
             lines.append(f"telemetry: {tel.get('reason')}")
     vocab = profile.get("vocabulary")
     if vocab and vocab.get("changes"):
-        ok = sum(1 for c in vocab["changes"] if c["ok"])
-        lines.append(f"vocabulary: {ok} change(s) applied, {len(vocab['changes']) - ok} rejected; now {vocab['classes']}")
+        ok = vocab.get("accepted", sum(1 for c in vocab["changes"] if c["ok"]))
+        bad = vocab.get("rejected", len(vocab["changes"]) - ok)
+        classes = vocab["classes"]
+        shown = f"{classes[:20]} and {len(classes) - 20} more" if len(classes) > 20 else f"{classes}"
+        lines.append(f"vocabulary: {ok} change(s) applied, {bad} rejected; now {shown}")
     return "\n".join(lines)

@@ -9,21 +9,30 @@
 =================================  ==============================================================
 
 The MJPEG server binds to 127.0.0.1 unless the URI names another address (``http://0.0.0.0:8080``
-exposes it to the network). Port 0 picks a free port (``sink.port`` tells which). Extra JSON routes
-(the live vocabulary endpoint) are added with :meth:`MjpegSink.add_route`. Sinks take
-H x W x 3 uint8 RGB frames.
+exposes it to the network). Bound to anything but loopback it requires a token (given, or generated and
+shown by ``sink.token``): ``Authorization: Bearer TOKEN`` or ``?token=TOKEN`` on every request. It serves
+at most ``max_clients`` connections at once (more get 503), reads request bodies of at most ``max_body``
+bytes (413 beyond; 411 without Content-Length; 400 for a bad one), refuses cross-origin POSTs (403), and
+counts client disconnects instead of printing tracebacks. Port 0 picks a free port (``sink.port`` tells
+which). Extra JSON routes (the live vocabulary endpoint) are added with :meth:`MjpegSink.add_route`.
+Sinks take H x W x 3 uint8 RGB frames.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import os
+import secrets
+import socket
+import sys
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import cv2
 import numpy as np
@@ -158,12 +167,99 @@ Route = Callable[[bytes, str], tuple[int, object]]
 
 VIEWER_PAGE = """<!doctype html><html><head><title>radseg-edge</title></head>
 <body style="font-family:sans-serif;background:#222;color:#eee">
-<img src="/stream" style="max-width:100%"><br>
-<form onsubmit="fetch('/vocab',{method:'POST',headers:{'Content-Type':'application/json'},
+<img id="v" style="max-width:100%"><br>
+<form onsubmit="fetch('/vocab',{method:'POST',headers:H,
  body:JSON.stringify({classes:document.getElementById('c').value})}).then(r=>r.json())
  .then(j=>document.getElementById('s').textContent=JSON.stringify(j));return false;">
 classes: <input id="c" size="60" placeholder="person, car, tree"> <button>apply</button></form>
-<pre id="s"></pre></body></html>"""
+<pre id="s"></pre>
+<script>const T=new URLSearchParams(location.search).get('token');
+const H={'Content-Type':'application/json'};if(T){H['Authorization']='Bearer '+T;}
+document.getElementById('v').src='/stream'+(T?'?token='+encodeURIComponent(T):'');</script></body></html>"""
+
+#: request bodies larger than this (bytes) are refused with 413 before they are read.
+MAX_BODY_BYTES = 64 * 1024
+#: connections served at once by default (more are answered 503 and closed).
+DEFAULT_MAX_CLIENTS = 16
+#: a client that went away (or stalled past the handler timeout): counted, never a traceback.
+_DISCONNECTS = (ConnectionError, TimeoutError, socket.timeout)
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and 'localhost' (an HTTP server bound there is not reachable from the network)."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _one_shot_reply(status: HTTPStatus, error: str) -> bytes:
+    body = json.dumps({"ok": False, "error": error}).encode()
+    head = (f"HTTP/1.0 {status.value} {status.phrase}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    return head.encode() + body
+
+
+class _BoundedHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server with at most ``max_clients`` handler threads; extra connections get 503.
+    Client disconnects are counted (``disconnects``), other handler errors logged as one line."""
+
+    daemon_threads = False  # handler threads are joined by server_close()
+    block_on_close = True
+
+    def __init__(self, address: tuple[str, int], handler: type, max_clients: int,
+                 log: Callable[[str], None]) -> None:
+        if int(max_clients) < 1:
+            raise SinkError(f"max_clients must be at least 1, got {max_clients}")
+        self.max_clients = int(max_clients)
+        self._slots = threading.BoundedSemaphore(self.max_clients)
+        self.refused = 0
+        self.disconnects = 0
+        self.errors = 0
+        self._count_lock = threading.Lock()
+        self.log = log
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address) -> None:  # noqa: ANN001 - socketserver signature
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            try:
+                request.settimeout(1.0)
+                request.sendall(_one_shot_reply(HTTPStatus.SERVICE_UNAVAILABLE,
+                                                f"too many clients (at most {self.max_clients}); try again later"))
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # the thread did not start: give the slot back
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:  # noqa: ANN001
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def count_disconnect(self) -> None:
+        with self._count_lock:
+            self.disconnects += 1
+
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+        exc = sys.exc_info()[1]
+        if isinstance(exc, _DISCONNECTS):
+            self.count_disconnect()
+            return
+        self.errors += 1
+        self.log(f"MJPEG server: request from {client_address[0]} failed ({type(exc).__name__}: {str(exc)[:200]})")
+
+
+def _log_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 class MjpegSink(VideoSink):
@@ -173,7 +269,17 @@ class MjpegSink(VideoSink):
     ``GET /frame.jpg`` the newest frame, plus any added with :meth:`add_route`.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8080, quality: int = 80, uri: str = "") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, quality: int = 80, uri: str = "",
+                 token: str | None = None, max_clients: int = DEFAULT_MAX_CLIENTS, max_body: int = MAX_BODY_BYTES,
+                 log: Callable[[str], None] = _log_stderr) -> None:
+        """``token``: required on every request when set; generated when None and ``host`` is not loopback
+        (``token_generated`` then says so: print it). ``max_clients``: connections served at once.
+        ``max_body``: largest request body in bytes."""
+        if token is not None and not token.strip():
+            raise SinkError("the HTTP token is empty: give a non-empty --http-token")
+        self.token_generated = token is None and not is_loopback(host)
+        self.token = secrets.token_urlsafe(18) if self.token_generated else token
+        self.max_body = int(max_body)
         self.quality = int(quality)
         self._cond = threading.Condition()
         self._jpeg: bytes | None = None
@@ -186,11 +292,9 @@ class MjpegSink(VideoSink):
             owner = sink
 
         try:
-            self.server = ThreadingHTTPServer((host, port), Handler)
+            self.server = _BoundedHTTPServer((host, port), Handler, max_clients, log)
         except OSError as exc:
             raise SinkError(f"cannot serve MJPEG on {host}:{port} ({exc.strerror}); pick another port") from exc
-        self.server.daemon_threads = False  # handler threads are joined by server_close()
-        self.server.block_on_close = True
         self.host = host
         self.port = int(self.server.server_address[1])
         self.uri = uri or f"http://{host}:{port}"
@@ -199,6 +303,15 @@ class MjpegSink(VideoSink):
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name=f"mjpeg-server:{self.port}")
         self._thread.start()
+
+    @property
+    def viewer_url(self) -> str:
+        """The viewer page's URL (with the token when one is required)."""
+        return f"{self.url}/" + (f"?token={self.token}" if self.token else "")
+
+    def stats(self) -> dict[str, int]:
+        """Connections refused (over max_clients), client disconnects and other request errors so far."""
+        return {"refused": self.server.refused, "disconnects": self.server.disconnects, "errors": self.server.errors}
 
     def add_route(self, method: str, path: str, route: Route) -> None:
         """Serve ``route`` at ``method path`` (JSON reply)."""
@@ -254,24 +367,77 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, obj: object) -> None:
         self._send(status, json.dumps(obj).encode(), "application/json")
 
+    def _authorised(self) -> bool:
+        """True when no token is required or the request carries it (Bearer header or ?token=)."""
+        token = self.owner.token
+        if token is None:
+            return True
+        given = ""
+        auth = self.headers.get("Authorization", "")
+        if auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        else:
+            given = (parse_qs(urlsplit(self.path).query).get("token") or [""])[0]
+        if hmac.compare_digest(given.encode(), token.encode()):
+            return True
+        self._json(HTTPStatus.UNAUTHORIZED, {"ok": False, "error": "a token is required: Authorization: Bearer TOKEN "
+                                                                   "or ?token=TOKEN (printed when the server started)"})
+        return False
+
+    def _read_body(self, method: str) -> bytes | None:
+        """The request body, or None after replying 411/400/413 (missing, bad or too large Content-Length)."""
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            if method == "POST":
+                self._json(HTTPStatus.LENGTH_REQUIRED, {"ok": False, "error": "Content-Length is required"})
+                return None
+            return b""
+        try:
+            length = int(raw.strip())
+        except ValueError:
+            length = -1
+        if length < 0:
+            self._json(HTTPStatus.BAD_REQUEST, {"ok": False, "error": "Content-Length must be a whole number >= 0"})
+            return None
+        if length > self.owner.max_body:
+            self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                       {"ok": False, "error": f"request body of {length} bytes is over the limit of {self.owner.max_body}"})
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _same_origin(self) -> bool:
+        """Refuse a browser's cross-site POST (its Origin names another host than the one it talks to)."""
+        origin = self.headers.get("Origin")
+        if origin is None or urlsplit(origin).netloc == self.headers.get("Host", ""):
+            return True
+        self._json(HTTPStatus.FORBIDDEN, {"ok": False, "error": "cross-origin requests are refused"})
+        return False
+
     def _route(self, method: str) -> bool:
         route = self.owner.routes.get((method, urlsplit(self.path).path))
         if route is None:
             return False
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        if method == "POST" and not self._same_origin():
+            return True
+        body = self._read_body(method)
+        if body is None:
+            return True
         try:
             status, reply = route(body, self.headers.get("Content-Type", ""))
         except Exception as exc:  # a route bug must not kill the server
-            status, reply = HTTPStatus.INTERNAL_SERVER_ERROR, {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            status, reply = HTTPStatus.INTERNAL_SERVER_ERROR, {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
         self._json(int(status), reply)
         return True
 
     def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        if not self._authorised():
+            return
         if not self._route("POST"):
-            self._json(HTTPStatus.NOT_FOUND, {"ok": False, "error": f"no POST route {self.path}"})
+            self._json(HTTPStatus.NOT_FOUND, {"ok": False, "error": f"no POST route {urlsplit(self.path).path[:100]}"})
 
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        if not self._authorised():
+            return
         path = urlsplit(self.path).path
         if self._route("GET"):
             return
@@ -286,7 +452,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/stream":
             self._stream()
         else:
-            self._json(HTTPStatus.NOT_FOUND, {"ok": False, "error": f"no route {path}"})
+            self._json(HTTPStatus.NOT_FOUND, {"ok": False, "error": f"no route {path[:100]}"})
 
     def _stream(self) -> None:
         boundary = "radsegframe"
@@ -306,12 +472,14 @@ class _Handler(BaseHTTPRequestHandler):
                     + jpeg + b"\r\n"
                 )
                 self.wfile.flush()
-        except OSError:
-            pass  # the viewer went away or stalled
+        except OSError:  # the viewer went away or stalled: counted, not an error
+            self.server.count_disconnect()  # type: ignore[attr-defined]
 
 
-def open_sink(uri: str, fps: float | None = None) -> VideoSink:
-    """Open an output URI (see the module table)."""
+def open_sink(uri: str, fps: float | None = None, http_token: str | None = None,
+              http_max_clients: int = DEFAULT_MAX_CLIENTS) -> VideoSink:
+    """Open an output URI (see the module table). ``http_token`` / ``http_max_clients`` apply to an MJPEG
+    sink (see :class:`MjpegSink`)."""
     text = str(uri).strip()
     parts = urlsplit(text)
     scheme = parts.scheme.lower()
@@ -322,7 +490,7 @@ def open_sink(uri: str, fps: float | None = None) -> VideoSink:
     if scheme in ("http", "mjpeg"):
         host = parts.hostname or "127.0.0.1"
         port = parts.port if parts.port is not None else 8080
-        return MjpegSink(host, port, uri=text)
+        return MjpegSink(host, port, uri=text, token=http_token, max_clients=http_max_clients)
     if scheme == "file":
         path = (parts.netloc + parts.path) if parts.netloc not in ("", "localhost") else parts.path
     elif scheme and len(scheme) > 1:

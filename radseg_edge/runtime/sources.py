@@ -11,6 +11,10 @@ a folder, ``'frames/*.jpg'``   image folder (sorted) or glob; a single image pat
 ``... ! appsink``              a GStreamer pipeline string (needs OpenCV built with GStreamer)
 =============================  =====================================================
 
+Network sources (rtsp, http) retry the first connection too, and every open and read is bounded by
+OpenCV's ``CAP_PROP_OPEN_TIMEOUT_MSEC`` / ``CAP_PROP_READ_TIMEOUT_MSEC`` (set from the reconnect
+budget), so a host that accepts a connection and never answers cannot block for FFmpeg's default 30 s.
+
 Camera size and rate come from the URI query (``csi://0?width=1280&height=720&framerate=30``) or
 the ``width``/``height``/``framerate`` arguments. Every source yields :class:`Frame` objects holding
 H x W x 3 uint8 **RGB** images.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import inspect
 import os
 import threading
 import time
@@ -230,8 +235,25 @@ class ImageFolderSource(VideoSource):
         return None
 
 
+#: longest wait for data from a network source before its stream counts as lost (seconds).
+DEFAULT_READ_TIMEOUT_S = 10.0
+
+
+def _timeout_params(open_timeout: float | None, read_timeout: float | None) -> list[int]:
+    """OpenCV ``VideoCapture`` open parameters bounding the open and each read (milliseconds, >= 1)."""
+    params: list[int] = []
+    if open_timeout is not None:
+        params += [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(1, int(open_timeout * 1000))]
+    if read_timeout is not None:
+        params += [cv2.CAP_PROP_READ_TIMEOUT_MSEC, max(1, int(read_timeout * 1000))]
+    return params
+
+
 class OpenCVSource(VideoSource):
-    """A ``cv2.VideoCapture`` (video file, camera, RTSP/HTTP or GStreamer pipeline)."""
+    """A ``cv2.VideoCapture`` (video file, camera, RTSP/HTTP or GStreamer pipeline).
+
+    ``open_timeout`` / ``read_timeout`` (seconds, network sources): how long opening, and then waiting
+    for one frame, may take before it fails (OpenCV's FFmpeg backend otherwise waits 30 s)."""
 
     def __init__(
         self,
@@ -240,6 +262,8 @@ class OpenCVSource(VideoSource):
         width: int | None = None,
         height: int | None = None,
         framerate: float | None = None,
+        open_timeout: float | None = None,
+        read_timeout: float | None = None,
     ) -> None:
         self.spec = spec
         self.loop = loop
@@ -248,12 +272,13 @@ class OpenCVSource(VideoSource):
         width = width or _int(opt.get("width"))
         height = height or _int(opt.get("height"))
         framerate = framerate or _float(opt.get("framerate") or opt.get("fps"))
-        self.cap = self._open(spec, width, height, framerate)
+        self.cap = self._open(spec, width, height, framerate, open_timeout, read_timeout)
         fps = self.cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and fps > 0 else None
 
     @staticmethod
-    def _open(spec: SourceSpec, width: int | None, height: int | None, framerate: float | None) -> cv2.VideoCapture:
+    def _open(spec: SourceSpec, width: int | None, height: int | None, framerate: float | None,
+              open_timeout: float | None = None, read_timeout: float | None = None) -> cv2.VideoCapture:
         kind = spec.kind
         if kind in ("csi", "gstreamer"):
             if not opencv_has_gstreamer():
@@ -277,6 +302,8 @@ class OpenCVSource(VideoSource):
             if framerate:
                 cap.set(cv2.CAP_PROP_FPS, framerate)
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        elif spec.network and (open_timeout is not None or read_timeout is not None):
+            cap = cv2.VideoCapture(spec.location, cv2.CAP_ANY, _timeout_params(open_timeout, read_timeout))
         else:
             cap = cv2.VideoCapture(spec.location)
         if not cap.isOpened():
@@ -334,16 +361,18 @@ class Backoff:
 
 
 class ReconnectingSource(VideoSource):
-    """Wraps a network source: when it fails, reopens it with exponential back-off (frames keep counting).
+    """Wraps a network source: opens it, retrying until it answers, and when it fails later reopens it
+    with exponential back-off (frames keep counting). Both wait at most ``backoff.give_up_after`` s.
 
-    ``opener`` builds a fresh inner source (raising :class:`SourceError` when the host is unreachable).
-    ``stop`` interrupts a back-off wait (the pipeline sets it on shutdown).
+    ``opener`` builds a fresh inner source (raising :class:`SourceError` when the host is unreachable);
+    if it takes a ``timeout`` argument it gets the seconds left of the budget, so one attempt at a host
+    that never answers cannot outlast it. ``stop`` interrupts a wait (the pipeline sets it on shutdown).
     """
 
     def __init__(
         self,
         spec: SourceSpec,
-        opener: Callable[[], VideoSource],
+        opener: Callable[..., VideoSource],
         backoff: Backoff | None = None,
         stop: threading.Event | None = None,
         log: Callable[[str], None] = print,
@@ -354,9 +383,35 @@ class ReconnectingSource(VideoSource):
         self.stop = stop or threading.Event()
         self.log = log
         self.reconnects = 0
+        self.failed_attempts = 0
         self._count = 0
-        self.inner: VideoSource | None = opener()
-        self.fps = self.inner.fps
+        self._timeout_arg = "timeout" in inspect.signature(opener).parameters
+        self.inner: VideoSource | None = None
+        t0 = time.monotonic()
+        error = self._attempt(self.backoff.give_up_after)
+        delays = self.backoff.delays()
+        while error is not None:
+            waited = time.monotonic() - t0
+            delay = next(delays)
+            if waited + delay > self.backoff.give_up_after or self.stop.is_set():
+                raise SourceError(f"cannot open source {spec.uri!r}: no answer within {waited:.1f} s "
+                                  f"(--reconnect-timeout {self.backoff.give_up_after:g} s; last error: {error})")
+            self.log(f"source {spec.uri}: not reachable yet ({error}); retrying in {delay:.2f} s")
+            if self.stop.wait(delay):
+                raise SourceError(f"source {spec.uri!r}: stopped while waiting for it to answer")
+            error = self._attempt(self.backoff.give_up_after - (time.monotonic() - t0))
+        if self.failed_attempts:
+            self.log(f"source {spec.uri}: connected after {self.failed_attempts} failed attempt(s)")
+        self.fps = self.inner.fps if self.inner is not None else None
+
+    def _attempt(self, budget: float) -> str | None:
+        """One open with at most ``budget`` seconds; None on success, else the error text."""
+        try:
+            self.inner = self.opener(timeout=max(budget, 0.05)) if self._timeout_arg else self.opener()
+        except SourceError as exc:
+            self.failed_attempts += 1
+            return str(exc)
+        return None
 
     def read(self) -> Frame | None:
         while not self.stop.is_set():
@@ -384,10 +439,9 @@ class ReconnectingSource(VideoSource):
             self.log(f"source {self.spec.uri}: reconnect attempt {attempt} in {delay:.2f} s")
             if self.stop.wait(delay):
                 return False
-            try:
-                self.inner = self.opener()
-            except SourceError as exc:
-                self.log(f"source {self.spec.uri}: {exc}")
+            error = self._attempt(self.backoff.give_up_after - (time.monotonic() - t_lost))
+            if error is not None:
+                self.log(f"source {self.spec.uri}: {error}")
                 continue
             self.reconnects += 1
             self.log(f"source {self.spec.uri}: reconnected")
@@ -453,7 +507,9 @@ def open_source(
     log: Callable[[str], None] = print,
     realtime: float | None = None,
 ) -> VideoSource:
-    """Open a source URI (see the module table). Network sources reconnect with back-off.
+    """Open a source URI (see the module table). Network sources retry the first connection and
+    reconnect with back-off, within ``backoff.give_up_after`` seconds (--reconnect-timeout), which also
+    bounds each open (OpenCV's open timeout); each read waits at most min(that, 10 s).
 
     ``realtime``: play a file or image folder at this many frames/s like a camera (0: the file's own rate).
     """
@@ -464,12 +520,16 @@ def open_source(
     if spec.kind == "images":
         return ImageFolderSource(spec, loop=loop, log=log)
 
-    def opener() -> VideoSource:
-        return OpenCVSource(spec, loop=loop, width=width, height=height, framerate=framerate)
-
     if spec.network:
-        return ReconnectingSource(spec, opener, backoff=backoff, stop=stop, log=log)
-    return opener()
+        backoff = backoff or Backoff()
+        read_timeout = min(backoff.give_up_after, DEFAULT_READ_TIMEOUT_S)
+
+        def network_opener(timeout: float) -> VideoSource:
+            return OpenCVSource(spec, loop=loop, width=width, height=height, framerate=framerate,
+                                open_timeout=timeout, read_timeout=read_timeout)
+
+        return ReconnectingSource(spec, network_opener, backoff=backoff, stop=stop, log=log)
+    return OpenCVSource(spec, loop=loop, width=width, height=height, framerate=framerate)
 
 
 def _int(v: str | None) -> int | None:

@@ -145,6 +145,13 @@ class StageProfiler:
                 out[name] = float(sum(new))
         return out
 
+    def drain(self) -> None:
+        """Forget the recorded samples, keeping ``info``, ``depth`` and the frame count. A consumer that
+        reads every frame with :meth:`mark` / :meth:`since` (the streaming pipeline) calls it after each
+        frame, so a stream that runs for days does not grow these lists."""
+        self._resolve()
+        self.samples.clear()
+
     def reset(self) -> None:
         self._resolve()
         self.samples.clear()
