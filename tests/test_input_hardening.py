@@ -16,7 +16,13 @@ from radseg_edge.cli import main
 from radseg_edge.errors import CheckpointError, EngineError, InputError, VocabularyError
 from radseg_edge.models.text import Vocabulary
 from tests._export_helpers import CROP, FRAME_HW, STRIDE, TINY_CKPT, tiny_export_folder
-from tests._malformed_helpers import copy_export, edit_manifest, png_header, tiny_checkpoint_variant, vocab_file
+from tests._malformed_helpers import (
+    copy_export,
+    edit_manifest,
+    png_header,
+    tiny_checkpoint_variant,
+    vocab_file,
+)
 
 OTHER = Vocabulary.from_embeddings(["cat", "dog", "boat"], torch.randn(3, 64, generator=torch.Generator().manual_seed(9)))
 
