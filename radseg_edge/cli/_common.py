@@ -151,15 +151,30 @@ def add_vocab_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g.add_argument("--text-model", help="Hugging Face text tower for --classes (default: the checkpoint's)")
 
 
+def class_names_from_args(args: argparse.Namespace) -> list[str]:
+    """Class names from --classes ('a,b,c') or --classes-file (one per line); errors name the option."""
+    from radseg_edge.models.text import parse_class_list, read_class_file
+
+    if getattr(args, "classes", None):
+        try:
+            return parse_class_list(args.classes)
+        except VocabularyError as exc:
+            raise VocabularyError(f"--classes: {exc}") from None
+    return read_class_file(args.classes_file)
+
+
 def vocab_from_args(args: argparse.Namespace, radio):
     """Vocabulary from --vocab, or built from --classes / --classes-file with the text tower."""
-    from radseg_edge.models.text import Vocabulary, parse_class_list, read_class_file
+    from radseg_edge.models.text import Vocabulary
 
     if getattr(args, "vocab", None):
         vocab = Vocabulary.load(args.vocab)
-        vocab.check_compatible(radio)
+        try:
+            vocab.check_compatible(radio)
+        except VocabularyError as exc:
+            raise VocabularyError(f"--vocab {args.vocab}: {exc}") from None
         return vocab
-    names = parse_class_list(args.classes) if getattr(args, "classes", None) else read_class_file(args.classes_file)
+    names = class_names_from_args(args)
     model_id = args.text_model or radio.text_model_id
     if not model_id:
         raise VocabularyError("cannot tell which text model matches this checkpoint; pass --text-model")

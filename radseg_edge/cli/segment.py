@@ -10,6 +10,7 @@ from radseg_edge.cli._common import (
     add_model_args,
     add_radseg_args,
     add_vocab_args,
+    class_names_from_args,
     expand_images,
     load_model_from_args,
     output_stems,
@@ -67,7 +68,7 @@ def _exported_only(args: argparse.Namespace) -> bool:
 def _export_vocabulary(args: argparse.Namespace):
     """The vocabulary for an exported backend, checked against the export's manifest (no checkpoint loaded)."""
     from radseg_edge.export.manifest import Manifest
-    from radseg_edge.models.text import UNSPECIFIED, Vocabulary, parse_class_list, read_class_file
+    from radseg_edge.models.text import UNSPECIFIED, Vocabulary
 
     if not args.export_dir or not Path(args.export_dir).is_dir():
         raise InputError(f"--backend {args.backend} runs a folder written by `radseg-edge export`: give --export-dir "
@@ -76,13 +77,16 @@ def _export_vocabulary(args: argparse.Namespace):
     if args.vocab:
         vocab = Vocabulary.load(args.vocab)
     else:
-        names = parse_class_list(args.classes) if args.classes else read_class_file(args.classes_file)
+        names = class_names_from_args(args)
         model_id = args.text_model or manifest.vocabulary.get("text_model")
         if not model_id or model_id == UNSPECIFIED:
             raise VocabularyError(f"cannot tell which text model the export {args.export_dir} was made for; "
                                   "pass --text-model or --vocab")
         vocab = Vocabulary.build(names, model_id, progress=True)
-    manifest.check_vocabulary(vocab, args.export_dir)
+    try:
+        manifest.check_vocabulary(vocab, args.export_dir)
+    except VocabularyError as exc:
+        raise VocabularyError(f"--vocab {args.vocab}: {exc}" if args.vocab else str(exc)) from None
     return vocab
 
 
