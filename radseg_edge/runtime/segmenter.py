@@ -118,8 +118,8 @@ class BackendSegmenter:
     torch-tensorrt) behind the :class:`Segmenter` interface.
 
     The backend is called as ``backend(frame_rgb, vocabulary)``; the class embeddings are always passed
-    explicitly (a fixed-resolution engine with a baked-in vocabulary is therefore not used: live
-    vocabulary changes need the split backbone/head artefacts).
+    explicitly (a fixed-resolution graph with a baked-in vocabulary runs only while they are that
+    vocabulary's, frames of its size: live vocabulary changes need the split backbone/head artefacts).
     """
 
     def __init__(self, backend: Any, vocab: Vocabulary, profiler: StageProfiler | None = None) -> None:
