@@ -257,7 +257,9 @@ class Vocabulary:
             iterator = tqdm(names, desc="embedding classes", unit="class")
         for name in iterator:
             rows.append(_embed_class(name, encoder, templates, th, cache))
-        return cls(names, torch.stack(rows), encoder.model_id, th)
+        embeddings = torch.stack(rows)
+        check_finite_embeddings(embeddings, f"text model {encoder.model_id}", names)
+        return cls(names, embeddings, encoder.model_id, th)
 
     def subset(self, names: Sequence[str]) -> Vocabulary:
         """The vocabulary restricted to (and reordered as) ``names``; unknown names are an error."""
