@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +28,7 @@ from radseg_edge.core.windows import extract_windows, preresize_image, stitch_wi
 from radseg_edge.errors import InputError, VocabularyError
 from radseg_edge.kernels.dispatch import get_ops
 from radseg_edge.models.radio import RadioModel
+from radseg_edge.models.text import check_finite_embeddings
 from radseg_edge.utils.profiling import NULL_PROFILER, StageProfiler
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -33,6 +36,49 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 #: default windows per backbone call on the CPU: large enough for efficient matrix multiplies, small enough
 #: that the backbone's activations stay far below SCGA's (see benchmarks/RESULTS.md).
 CPU_WINDOW_BATCH = 4
+
+
+def check_settings(
+    crop: int,
+    stride: int,
+    patch: int = 16,
+    scra_tau: float = 10.0,
+    scga_tau: float = 10.0,
+    denoise: float = 0.5,
+    prediction_thresh: float = 0.0,
+) -> None:
+    """Refuse RADSeg settings that would give NaN or all-zero probabilities (one check for every entry point:
+    :class:`RADSeg`, the CLI options and an export's manifest).
+
+    * crop (pixels) is 0 (one pass, no windows) or a positive multiple of ``patch``; then stride (pixels) is a
+      positive multiple of ``patch`` and at most crop (a larger stride leaves pixels no window covers: NaN).
+    * scra_tau / scga_tau are finite and > 0 (a negative temperature masks every attention entry: NaN).
+    * denoise is in [0, 1) (1 or more zeroes every class); prediction_thresh is in [0, 1].
+    Raises:
+        InputError: naming the option (as on the command line), the value and the valid range.
+    """
+    def number(name: str, value) -> float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise InputError(f"--{name} must be a finite number, got {value!r}")
+        return float(value)
+
+    crop_f, stride_f = number("crop", crop), number("stride", stride)
+    if crop_f != int(crop_f) or stride_f != int(stride_f):
+        raise InputError(f"--crop and --stride are whole numbers of pixels, got {crop!r} and {stride!r}")
+    if crop_f < 0 or (crop_f and crop_f % patch):
+        raise InputError(f"--crop ({crop}) and --stride must be positive multiples of the patch size {patch} (--crop 0: no windows)")
+    if crop_f and (stride_f <= 0 or stride_f % patch):
+        raise InputError(f"--crop and --stride ({stride}) must be positive multiples of the patch size {patch} (--crop 0: no windows)")
+    if crop_f and stride_f > crop_f:
+        raise InputError(f"--stride ({stride}) must not exceed --crop ({crop}): windows would leave pixels uncovered; "
+                         f"use a stride of at most {crop}")
+    for name, value in (("scra-tau", scra_tau), ("scga-tau", scga_tau)):
+        if number(name, value) <= 0:
+            raise InputError(f"--{name} must be a positive temperature (the paper uses 10), got {value}")
+    if not 0.0 <= number("denoise", denoise) < 1.0:
+        raise InputError(f"--denoise must be in [0, 1) (0 disables prompt denoising), got {denoise}")
+    if not 0.0 <= number("prediction-thresh", prediction_thresh) <= 1.0:
+        raise InputError(f"--prediction-thresh must be in [0, 1] (0: off), got {prediction_thresh}")
 
 
 @dataclass
@@ -118,11 +164,9 @@ class RADSeg(nn.Module):
                 f"the RADIO model has no language head loaded (teachers: {radio.config.teacher_names}, "
                 f"loaded heads: {list(radio.heads)}); load it with adaptors including the language teacher"
             )
-        p = radio.patch_size
         if window_batch is not None and window_batch < 0:
             raise InputError(f"window_batch must be >= 0 (0 = all windows at once), got {window_batch}")
-        if crop < 0 or (crop and (crop % p or stride <= 0 or stride % p)):
-            raise InputError(f"crop ({crop}) and stride ({stride}) must be positive multiples of the patch size {p} (crop=0: no windows)")
+        check_settings(crop, stride, radio.patch_size, scra_tau, scga_tau, denoise, prediction_thresh)
         if precision not in PRECISIONS:
             raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.radio = radio
@@ -221,6 +265,7 @@ class RADSeg(nn.Module):
                 f"class embeddings are {emb.shape[1]}-d but the language head ({self.radio.language_adaptor}) outputs "
                 f"{self.embedding_dim}-d; build the vocabulary with the text model matching this checkpoint"
             )
+        check_finite_embeddings(emb, names=names)
         return emb.to(self.device, torch.float32), names
 
     # -- the data flow -------------------------------------------------------------------------------

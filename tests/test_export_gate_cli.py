@@ -76,6 +76,7 @@ def test_gate_refuses_a_deliberately_broken_model(exported, tiny_radio, tmp_path
     import shutil
 
     from radseg_edge.pipeline import RADSeg
+    from tests._malformed_helpers import rehash
 
     broken = tmp_path / "broken"
     shutil.copytree(exported, broken)
@@ -85,6 +86,7 @@ def test_gate_refuses_a_deliberately_broken_model(exported, tiny_radio, tmp_path
         if arr.dtype == np.float32 and arr.ndim == 2:
             init.CopyFrom(numpy_helper.from_array(-arr, init.name))
     onnx.save(head, str(broken / "head.onnx"))
+    rehash(broken, "head")  # a broken model, not a tampered folder (that is refused before the gate runs)
     seg = RADSeg(tiny_radio, crop=CROP, stride=STRIDE)
     opts = ExportOptions(gate_limit=1, progress=False)
     with pytest.raises(EngineError, match="accuracy gate failed .*split graphs.*label agreement"):

@@ -13,6 +13,7 @@ from radseg_edge.core.image import to_image_tensor
 from radseg_edge.core.predict import probabilities_and_labels
 from radseg_edge.core.windows import extract_windows, preresize_image, stitch_windows, window_boxes
 from radseg_edge.errors import InputError, VocabularyError
+from radseg_edge.models.text import check_finite_embeddings
 
 
 @dataclass
@@ -121,9 +122,11 @@ def resolve_text(text, default, default_names: list[str] | None) -> tuple[Tensor
     if text is None:
         raise VocabularyError("no class embeddings: pass a Vocabulary or K x D tensor, or export with --vocab")
     if hasattr(text, "embeddings") and hasattr(text, "names"):
+        check_finite_embeddings(text.embeddings, names=list(text.names))
         return text.embeddings.float(), list(text.names)
     if isinstance(text, np.ndarray):
         text = torch.from_numpy(text)
     if not isinstance(text, Tensor) or text.dim() != 2:
         raise VocabularyError(f"text must be a Vocabulary or a K x D tensor, got {type(text).__name__}")
+    check_finite_embeddings(text)
     return text.float(), (default_names if text is default else None)

@@ -25,8 +25,9 @@ from radseg_edge.backends.base import (
     resolve_text,
     run_split,
 )
-from radseg_edge.errors import InputError, require
+from radseg_edge.errors import EngineError, InputError, require
 from radseg_edge.export.manifest import Manifest
+from radseg_edge.models.text import same_embeddings
 
 #: provider preference, best first.
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -70,7 +71,7 @@ def load_export_vocabulary(folder: str | os.PathLike, manifest: Manifest):
         return None
     from radseg_edge.models.text import Vocabulary
 
-    return Vocabulary.load(manifest.artefact_path(folder, "vocabulary"))
+    return Vocabulary.load(manifest.artefact_path(folder, "vocabulary", verify=True))
 
 
 class OnnxRuntimeBackend:
@@ -92,10 +93,12 @@ class OnnxRuntimeBackend:
         self.ort = require("onnxruntime", "onnx", "the ONNX Runtime backend")
         self.folder = Path(export_dir)
         self.manifest = Manifest.read(self.folder)
+        self.manifest.verify(self.folder)  # SHA-256 of every artefact, paths inside the folder, sane settings
         self.settings = WindowSettings.from_manifest(self.manifest.windows)
         self.providers = choose_providers(providers, self.ort.get_available_providers())
         self.threads = threads
-        self.vocabulary = vocabulary if vocabulary is not None else load_export_vocabulary(self.folder, self.manifest)
+        self.own_vocabulary = load_export_vocabulary(self.folder, self.manifest)  # the pipeline graph's classes
+        self.vocabulary = vocabulary if vocabulary is not None else self.own_vocabulary
         self._sessions: dict = {}
         if not any(r in self.manifest.artefacts for r in ("pipeline", "backbone")):
             raise InputError(f"{self.folder} holds no ONNX graphs (artefacts: {', '.join(self.manifest.artefacts)})")
@@ -107,8 +110,12 @@ class OnnxRuntimeBackend:
                 opts.intra_op_num_threads = self.threads
             opts.log_severity_level = 3
             path = self.manifest.artefact_path(self.folder, role)
-            self._sessions[role] = self.ort.InferenceSession(str(path), sess_options=opts,
-                                                             providers=self._provider_options())
+            try:
+                self._sessions[role] = self.ort.InferenceSession(str(path), sess_options=opts,
+                                                                 providers=self._provider_options())
+            except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+                raise EngineError(f"{path}: onnxruntime cannot load this graph ({type(exc).__name__}); "
+                                  "re-export the model") from None
         return self._sessions[role]
 
     def _provider_options(self) -> list:
@@ -140,18 +147,20 @@ class OnnxRuntimeBackend:
 
     def __call__(self, image, text=None, channel_order: str = "rgb") -> BackendResult:
         size = self.pipeline_size
-        if size is not None and text is None:
+        # the fixed-size graph has its vocabulary built in: use it only for exactly those classes
+        if size is not None and same_embeddings(self.vocabulary if text is None else text, self.own_vocabulary):
             frame = frame_uint8(image, channel_order)
             if tuple(frame.shape[1:3]) == size:
                 labels, probs = self.session("pipeline").run(["labels", "probs"], {"frame": frame})
-                names = list(self.vocabulary.names) if self.vocabulary is not None else None
+                names = list(self.own_vocabulary.names)
                 return BackendResult(torch.from_numpy(probs), torch.from_numpy(labels), class_names=names,
                                      backend=self.describe())
             if "backbone" not in self.manifest.artefacts:
                 raise InputError(f"this export runs frames of {size[0]}x{size[1]} only, got {frame.shape[1]}x{frame.shape[2]}; "
                                  "resize the frames or export without --imgsz")
         elif "backbone" not in self.manifest.artefacts:
-            raise InputError("this export has the class embeddings built in; re-export with another --vocab to change them")
+            raise InputError(f"{self.folder} holds only the fixed-size graph, whose classes are built in; these classes "
+                             "differ: re-export with this --vocab (or without --imgsz for graphs that take any vocabulary)")
         emb, names = resolve_text(text, self.vocabulary, None)
         if text is None and self.vocabulary is not None:
             names = list(self.vocabulary.names)

@@ -101,6 +101,7 @@ class TensorRTBackend:
             raise EngineError("the TensorRT backend needs a CUDA GPU and a CUDA build of torch")
         self.folder = Path(export_dir)
         self.manifest = Manifest.read(self.folder)
+        self.manifest.verify(self.folder)  # SHA-256 of every artefact, paths inside the folder
         self.settings = WindowSettings.from_manifest(self.manifest.windows)
         self.vocabulary = vocabulary if vocabulary is not None else load_export_vocabulary(self.folder, self.manifest)
         roles = [r for r in ("pipeline_engine", "backbone_engine", "head_engine") if r in self.manifest.artefacts]

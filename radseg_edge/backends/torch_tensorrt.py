@@ -56,6 +56,7 @@ class TorchTensorRTBackend:
             raise EngineError("the torch-tensorrt backend needs a CUDA GPU and a CUDA build of torch")
         self.folder = Path(export_dir)
         self.manifest = Manifest.read(self.folder)
+        self.manifest.verify(self.folder)  # SHA-256 of every artefact, paths inside the folder
         self.settings = WindowSettings.from_manifest(self.manifest.windows)
         self.vocabulary = vocabulary if vocabulary is not None else load_export_vocabulary(self.folder, self.manifest)
         self.programs = {}

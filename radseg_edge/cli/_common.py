@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import glob
+import os
+import tempfile
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -24,9 +27,15 @@ def add_model_args(p: argparse.ArgumentParser, default_model: str = "c-radio_v3-
 
 
 def resolve_device(name: str) -> torch.device:
+    """--device: "auto", "cpu", "cuda" or "cuda:N" -> torch.device; InputError (one line) for anything else."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise InputError(f"--device {name}: unknown device; use auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {name}: this torch has no CUDA device (torch {torch.__version__}); use --device cpu")
     return dev
@@ -41,6 +50,52 @@ def load_model_from_args(args: argparse.Namespace, adaptors=None):
         return radio_from_config(args.model, seed=0, adaptors=adaptors, device=device)
     ac = {"auto": None, "true": True, "false": False}[args.align_corners]
     return load_radio(args.checkpoint or args.model, adaptors=adaptors, align_corners=ac, device=device)
+
+
+def prepare_output_folder(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Create the output folder (and its parents) and make sure files can be written in it, before any work.
+
+    Raises:
+        InputError: one line naming ``option`` and the path (a file in the way, no permission, read-only disk).
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{option} {out}: exists and is not a folder; give a folder path")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out, prefix=".radseg_write_test_"):
+            pass
+    except OSError as exc:
+        raise InputError(f"{option} {out}: cannot write there ({exc.strerror or type(exc).__name__}); "
+                         "give a writable folder") from None
+    return out
+
+
+def output_stems(paths: list[Path]) -> list[Path]:
+    """Output name stems (relative paths, no suffix) that never collide, one per input image.
+
+    The inputs' folder structure below their common folder is kept (``a/x.png``, ``b/x.png`` -> ``a/x``,
+    ``b/x``); inputs differing only by their extension keep it (``x.png``, ``x.jpg`` -> ``x.png``, ``x.jpg``);
+    anything still equal gets ``_2``, ``_3``, ... appended.
+    """
+    if not paths:
+        return []
+    absolute = [Path(os.path.abspath(p)) for p in paths]
+    root = Path(os.path.commonpath([str(a.parent) for a in absolute]))
+    rel = [a.relative_to(root) for a in absolute]
+    bare = [r.with_suffix("") for r in rel]
+    counts = Counter(bare)
+    stems = [r if counts[b] > 1 else b for r, b in zip(rel, bare, strict=True)]
+    seen: set[Path] = set()
+    out = []
+    for stem in stems:
+        unique, n = stem, 1
+        while unique in seen:
+            n += 1
+            unique = stem.with_name(f"{stem.name}_{n}")
+        seen.add(unique)
+        out.append(unique)
+    return out
 
 
 def add_radseg_args(p: argparse.ArgumentParser) -> None:
@@ -96,15 +151,30 @@ def add_vocab_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g.add_argument("--text-model", help="Hugging Face text tower for --classes (default: the checkpoint's)")
 
 
+def class_names_from_args(args: argparse.Namespace) -> list[str]:
+    """Class names from --classes ('a,b,c') or --classes-file (one per line); errors name the option."""
+    from radseg_edge.models.text import parse_class_list, read_class_file
+
+    if getattr(args, "classes", None):
+        try:
+            return parse_class_list(args.classes)
+        except VocabularyError as exc:
+            raise VocabularyError(f"--classes: {exc}") from None
+    return read_class_file(args.classes_file)
+
+
 def vocab_from_args(args: argparse.Namespace, radio):
     """Vocabulary from --vocab, or built from --classes / --classes-file with the text tower."""
-    from radseg_edge.models.text import Vocabulary, parse_class_list, read_class_file
+    from radseg_edge.models.text import Vocabulary
 
     if getattr(args, "vocab", None):
         vocab = Vocabulary.load(args.vocab)
-        vocab.check_compatible(radio)
+        try:
+            vocab.check_compatible(radio)
+        except VocabularyError as exc:
+            raise VocabularyError(f"--vocab {args.vocab}: {exc}") from None
         return vocab
-    names = parse_class_list(args.classes) if getattr(args, "classes", None) else read_class_file(args.classes_file)
+    names = class_names_from_args(args)
     model_id = args.text_model or radio.text_model_id
     if not model_id:
         raise VocabularyError("cannot tell which text model matches this checkpoint; pass --text-model")

@@ -10,12 +10,16 @@ from radseg_edge.cli._common import (
     add_model_args,
     add_radseg_args,
     add_vocab_args,
+    class_names_from_args,
     expand_images,
     load_model_from_args,
+    output_stems,
+    prepare_output_folder,
     radseg_from_args,
+    resolve_device,
     vocab_from_args,
 )
-from radseg_edge.errors import InputError, RadsegError
+from radseg_edge.errors import InputError, RadsegError, VocabularyError
 
 
 def register(sub) -> None:
@@ -23,7 +27,12 @@ def register(sub) -> None:
         "segment", help="segment image files into a vocabulary's classes",
         description="Writes, per image, <name>_labels.png (palette PNG, class index per pixel, 255 = ignore), "
                     "<name>_overlay.png (colour masks with a legend) and with --save-probs <name>_probs.npz "
-                    "(K x H x W float16). Unreadable images are skipped, reported, and make the exit code 1.",
+                    "(K x H x W float16). Output names keep the inputs' folders below their common folder "
+                    "(a/x.png, b/x.png -> OUT/a/x_labels.png, OUT/b/x_labels.png); inputs differing only by "
+                    "extension keep it (x.png_labels.png, x.jpg_labels.png), so no output is ever overwritten. "
+                    "Unreadable images and decompression bombs (over RADSEG_EDGE_MAX_IMAGE_PIXELS, default "
+                    "178,956,970) are skipped, listed at the end, and make the exit code 1. Exported backends "
+                    "(--export-dir) need no --checkpoint.",
     )
     p.add_argument("images", nargs="+", help="image files, folders or glob patterns")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
@@ -48,12 +57,47 @@ def _atomic(path: Path, write, *args, **kwargs) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _exported_only(args: argparse.Namespace) -> bool:
+    """Whether the run needs no checkpoint: an exported backend (explicit, or auto with --export-dir) and no
+    --checkpoint / --random-weights asking for the torch one."""
+    if args.checkpoint or args.random_weights:
+        return False
+    return args.backend in ("onnxruntime", "tensorrt", "torch-tensorrt") or (args.backend == "auto" and bool(args.export_dir))
+
+
+def _export_vocabulary(args: argparse.Namespace):
+    """The vocabulary for an exported backend, checked against the export's manifest (no checkpoint loaded)."""
+    from radseg_edge.export.manifest import Manifest
+    from radseg_edge.models.text import UNSPECIFIED, Vocabulary
+
+    if not args.export_dir or not Path(args.export_dir).is_dir():
+        raise InputError(f"--backend {args.backend} runs a folder written by `radseg-edge export`: give --export-dir "
+                         f"(got {args.export_dir!r}), or --checkpoint for the torch backend")
+    manifest = Manifest.read(args.export_dir)
+    if args.vocab:
+        vocab = Vocabulary.load(args.vocab)
+    else:
+        names = class_names_from_args(args)
+        model_id = args.text_model or manifest.vocabulary.get("text_model")
+        if not model_id or model_id == UNSPECIFIED:
+            raise VocabularyError(f"cannot tell which text model the export {args.export_dir} was made for; "
+                                  "pass --text-model or --vocab")
+        vocab = Vocabulary.build(names, model_id, progress=True)
+    try:
+        manifest.check_vocabulary(vocab, args.export_dir)
+    except VocabularyError as exc:
+        raise VocabularyError(f"--vocab {args.vocab}: {exc}" if args.vocab else str(exc)) from None
+    return vocab
+
+
 def run(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
     from rich.console import Console
+    from rich.markup import escape
     from tqdm import tqdm
 
+    from radseg_edge.backends import backend_from_args
     from radseg_edge.runtime.image_io import load_image, save_palette_png, save_rgb
     from radseg_edge.runtime.overlay import labels_to_png_array, overlay, palette
 
@@ -61,39 +105,50 @@ def run(args: argparse.Namespace) -> int:
     paths = expand_images(args.images)
     if not paths:
         raise InputError(f"no images found in {args.images}")
-    radio = load_model_from_args(args)
-    vocab = vocab_from_args(args, radio)
-    seg = radseg_from_args(args, radio, vocabulary=vocab)
-    from radseg_edge.backends import backend_from_args
-
-    backend = backend_from_args(args, radseg=seg, vocabulary=vocab)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    resolve_device(args.device)  # a bad --device is one line, before anything is loaded
+    out = prepare_output_folder(args.out)
+    stems = output_stems(paths)
+    if _exported_only(args):  # the export folder holds everything: no checkpoint, no download
+        vocab = _export_vocabulary(args)
+        backend = backend_from_args(args, radseg=None, vocabulary=vocab)
+    else:
+        radio = load_model_from_args(args)
+        vocab = vocab_from_args(args, radio)
+        seg = radseg_from_args(args, radio, vocabulary=vocab)
+        backend = backend_from_args(args, radseg=seg, vocabulary=vocab)
     failures: list[tuple[Path, str]] = []
-    for path in tqdm(paths, desc="segmenting", unit="img", disable=len(paths) < 2):
+    for path, rel in tqdm(list(zip(paths, stems, strict=True)), desc="segmenting", unit="img", disable=len(paths) < 2):
+        written: list[Path] = []
         try:
             image, note = load_image(path)
             if note:
-                console.print(f"{path}: {note}")
+                console.print(f"{escape(str(path))}: {note}", highlight=False, soft_wrap=True)
             result = backend(image, channel_order="rgb")
             labels = result.labels[0].cpu().numpy()
-            stem = out / path.stem
+            stem = out / rel
+            stem.parent.mkdir(parents=True, exist_ok=True)
             png = labels_to_png_array(labels)
             label_path = stem.with_name(stem.name + "_labels.png")
             if png.dtype == np.uint8:
                 _atomic(label_path, save_palette_png, png, palette(len(vocab)))
             else:  # more than 255 classes: 16-bit grayscale PNG
                 _atomic(label_path, lambda t, a: cv2.imwrite(str(t), a), png)
+            written.append(label_path)
             if not args.no_overlay:
-                _atomic(stem.with_name(stem.name + "_overlay.png"), save_rgb, overlay(image, labels, vocab.names))
+                written.append(stem.with_name(stem.name + "_overlay.png"))
+                _atomic(written[-1], save_rgb, overlay(image, labels, vocab.names))
             if args.save_probs:
                 probs = result.probs[0].cpu().numpy().astype(np.float16)
-                _atomic(stem.with_name(stem.name + "_probs.npz"), np.savez_compressed, probs=probs,
-                        names=np.array(vocab.names))
-        except RadsegError as exc:
-            failures.append((path, str(exc)))
+                written.append(stem.with_name(stem.name + "_probs.npz"))
+                _atomic(written[-1], np.savez_compressed, probs=probs, names=np.array(vocab.names))
+        except (RadsegError, OSError, MemoryError, cv2.error) as exc:
+            for done in written:  # no half set of outputs for a failed image
+                done.unlink(missing_ok=True)
+            why = str(exc) if isinstance(exc, RadsegError) else f"{type(exc).__name__}: {exc}".splitlines()[0]
+            failures.append((path, why))
     done = len(paths) - len(failures)
-    console.print(f"segmented {done}/{len(paths)} image(s) into {out} ({len(vocab)} classes, {backend.describe()})")
+    console.print(f"segmented {done}/{len(paths)} image(s) into {escape(str(out))} ({len(vocab)} classes, "
+                  f"{escape(backend.describe())})", highlight=False, soft_wrap=True)
     for path, why in failures:
-        console.print(f"[red]failed[/red] {path}: {why}")
+        console.print(f"[red]failed[/red] {escape(str(path))}: {escape(why)}", highlight=False, soft_wrap=True)
     return 1 if failures else 0

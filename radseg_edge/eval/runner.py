@@ -169,6 +169,8 @@ def evaluate(
         "run": run_info or {},
         "sources": [{"name": s.name, **s.description} for s in sources],
     }
+    # compared as saved: after a JSON round trip (tuples become lists, keys strings), or no run would ever resume
+    fingerprint = json.loads(json.dumps(fingerprint, default=str))
     state_file = Path(state_path) if state_path else None
     if state_file is not None and restart and state_file.exists():
         state_file.unlink()

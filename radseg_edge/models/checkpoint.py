@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from radseg_edge.errors import CheckpointError
-from radseg_edge.models.configs import TIMM_ARCHS, RadioConfig, TeacherSpec
+from radseg_edge.models.configs import CONFIGS, TIMM_ARCHS, RadioConfig, TeacherSpec
 from radseg_edge.models.heads import mlp2_shape_from_state
 
 #: keys present in released files that the model does not use (documented, not errors).
@@ -59,8 +59,20 @@ def _safe_torch_load(path: Path) -> Any:
             f"{path}: not a readable PyTorch checkpoint (truncated or corrupt file, or another format)"
         ) from None
     except Exception as exc:  # zip/EOF/format errors of a truncated or foreign file
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint file ({first}); download it again") from None
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint file ({_reading_failure(exc)}); "
+                              "download it again.") from None
+
+
+def _reading_failure(exc: Exception) -> str:
+    """A short, whole phrase for why torch.load failed (torch's own messages run to hundreds of characters)."""
+    text = str(exc)
+    if "central directory" in text or "zip archive" in text:
+        return "its zip archive is incomplete"
+    if isinstance(exc, EOFError) or "EOF" in text:
+        return "the file ends early"
+    if isinstance(exc, MemoryError):
+        return "it claims more memory than is available"
+    return f"torch.load failed with {type(exc).__name__}"
 
 
 def _namespace_dict(args: Any) -> dict[str, Any]:
@@ -173,6 +185,46 @@ def _head_prefix(state: dict[str, Tensor], group: str, index: int, name: str) ->
     return None
 
 
+def _num_heads(args: dict[str, Any], dim: int, depth: int, mlp_hidden: int) -> int:
+    """Attention heads of a checkpoint, checked against its tensors (the qkv weights do not reveal them).
+
+    In order: ``args.model_kwargs.num_heads``; the head count of the architecture ``args.model`` names when
+    its width and depth are those of the tensors; the one head count of the known configurations with the
+    tensors' width, depth and MLP width; 64-wide heads when ``args.model`` names no known architecture.
+    Raises:
+        CheckpointError: ``args.model`` names an architecture of another size and the tensors match no
+            known configuration (a wrong head count would run and give wrong probabilities).
+    """
+    kwargs = args.get("model_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise CheckpointError(f"checkpoint args.model_kwargs should be a dict, found {type(kwargs).__name__}")
+    model = str(args.get("model", ""))
+    arch = {**TIMM_ARCHS.get(model, {}), **kwargs}
+    if "num_heads" in kwargs:
+        heads, source = kwargs["num_heads"], "args.model_kwargs.num_heads"
+    elif "num_heads" in arch and arch.get("embed_dim") == dim and arch.get("depth", depth) == depth:
+        heads, source = arch["num_heads"], f"args.model ({model})"
+    else:
+        known = {c.num_heads for c in CONFIGS.values() if (c.embed_dim, c.depth, c.mlp_hidden) == (dim, depth, mlp_hidden)}
+        known |= {a["num_heads"] for a in TIMM_ARCHS.values()
+                  if (a["embed_dim"], a["depth"], a["mlp_hidden"]) == (dim, depth, mlp_hidden)}
+        if len(known) == 1:
+            heads, source = known.pop(), f"the known configuration of width {dim}, depth {depth}"
+        elif model in TIMM_ARCHS:
+            a = TIMM_ARCHS[model]
+            raise CheckpointError(
+                f"checkpoint args.model is {model} ({a['embed_dim']} wide, {a['depth']} blocks, {a['num_heads']} heads) "
+                f"but its tensors are {dim} wide with {depth} blocks, and no model_kwargs give the head count; "
+                "add args.model_kwargs = {'num_heads': N} to the checkpoint"
+            )
+        else:
+            heads, source = max(dim // 64, 1), "64-wide heads (no architecture named)"
+    if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1 or dim % heads:
+        raise CheckpointError(f"{source} gives {heads!r} attention heads, which do not divide the width {dim} of the "
+                              "checkpoint's tensors; fix args.model_kwargs.num_heads")
+    return heads
+
+
 def config_from_checkpoint(
     args: dict[str, Any], state: dict[str, Tensor], name: str, align_corners: bool
 ) -> RadioConfig:
@@ -195,9 +247,7 @@ def config_from_checkpoint(
         depth += 1
     if depth == 0:
         raise CheckpointError("checkpoint has no transformer blocks (base_model.blocks.*)")
-    arch = TIMM_ARCHS.get(str(args.get("model", "")), {})
-    kwargs = args.get("model_kwargs") or {}
-    num_heads = int(kwargs.get("num_heads", arch.get("num_heads", max(dim // 64, 1))))
+    num_heads = _num_heads(args, dim, depth, int(state["base_model.blocks.0.mlp.fc1.weight"].shape[0]))
     layer_scale = any(k.startswith("base_model.blocks.0.ls1.") for k in state)
     teachers = teachers_from_args(args, state)
     distinct = list(dict.fromkeys(t.name for t in teachers))

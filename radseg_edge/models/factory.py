@@ -61,21 +61,29 @@ def load_radio(
         else:
             known = ", ".join(k for k, c in CONFIGS.items() if c.hf_repo)
             raise CheckpointError(f"checkpoint '{path_or_name}' not found; give a file path or one of: {known}")
-    if is_hf_folder(path):
-        args, state, hf_config = read_hf_folder(path)
-        default_ac = hf_repo in HF_ALIGN_CORNERS_TRUE or bool(hf_config.get("cpe_align_corners", False))
-    elif path.is_file():
-        args, state = read_pth(path)
-        default_ac = False
-    else:
-        raise CheckpointError(f"{path}: neither a checkpoint file nor a Hugging Face folder with config.json")
-    ac = default_ac if align_corners is None else align_corners
-    config = config_from_checkpoint(args, state, name=name, align_corners=ac)
-    named = CONFIGS.get(str(path_or_name).lower())
-    if named is not None:
-        config = config.replace(license=named.license, preferred_resolution=named.preferred_resolution, hf_repo=named.hf_repo)
-    wanted = list(adaptors) if adaptors is not None else _default_adaptors(config)
-    ours, shapes = convert_state_dict(state, config, wanted)
+    try:
+        if is_hf_folder(path):
+            args, state, hf_config = read_hf_folder(path)
+            default_ac = hf_repo in HF_ALIGN_CORNERS_TRUE or bool(hf_config.get("cpe_align_corners", False))
+        elif path.is_file():
+            args, state = read_pth(path)
+            default_ac = False
+        else:
+            raise CheckpointError(f"{path}: neither a checkpoint file nor a Hugging Face folder with config.json")
+        ac = default_ac if align_corners is None else align_corners
+        config = config_from_checkpoint(args, state, name=name, align_corners=ac)
+        named = CONFIGS.get(str(path_or_name).lower())
+        if named is not None:
+            config = config.replace(license=named.license, preferred_resolution=named.preferred_resolution, hf_repo=named.hf_repo)
+        wanted = list(adaptors) if adaptors is not None else _default_adaptors(config)
+        ours, shapes = convert_state_dict(state, config, wanted)
+    except CheckpointError as exc:  # every message names the file
+        if str(path) in str(exc):
+            raise
+        raise CheckpointError(f"{path}: {exc}") from None
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:  # tensors or args of odd shapes/types
+        raise CheckpointError(f"{path}: not a usable RADIO checkpoint ({type(exc).__name__} while reading its "
+                              "args and tensors); use an official RADIO file") from None
     model = RadioModel(config, shapes)
     if "feature_normalizer.mean" in ours:
         from radseg_edge.models.radio import FeatureNormalizer

@@ -95,6 +95,55 @@ def read_class_file(path: str | Path) -> list[str]:
     return validate_names([ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")])
 
 
+def check_finite_embeddings(embeddings: Tensor, source: str = "the class embeddings", names=None) -> None:
+    """The one check every entry point runs (vocabulary files, RADSeg, the exported backends, the streaming
+    runtime): NaN or infinite K x D embeddings would make every probability NaN and every label 0.
+
+    Raises:
+        VocabularyError: naming ``source`` (a file or "the class embeddings") and the first bad class.
+    """
+    bad = ~torch.isfinite(embeddings.detach()).reshape(embeddings.shape[0], -1).all(dim=1) if embeddings.dim() else None
+    if bad is not None and bool(bad.any()):
+        row = int(bad.nonzero()[0, 0])
+        which = f"class {names[row]!r}" if names is not None and row < len(names) else f"row {row}"
+        raise VocabularyError(
+            f"{source}: text embeddings contain NaN or infinity ({int(bad.sum())} of {embeddings.shape[0]} classes, "
+            f"first: {which}); rebuild the vocabulary"
+        )
+
+
+def same_embeddings(a, b) -> bool:
+    """Whether two vocabularies (or K x D tensors) hold the same classes: equal names when both have names,
+    and bit-identical embeddings. Decides whether an export's built-in vocabulary may stand in for ``a``."""
+    if a is None or b is None:
+        return a is b
+    if hasattr(a, "names") and hasattr(b, "names") and list(a.names) != list(b.names):
+        return False
+    ea, eb = getattr(a, "embeddings", a), getattr(b, "embeddings", b)
+    if not isinstance(ea, Tensor):
+        ea = torch.as_tensor(ea)
+    if not isinstance(eb, Tensor):
+        eb = torch.as_tensor(eb)
+    return ea.shape == eb.shape and torch.equal(ea.detach().float().cpu(), eb.detach().float().cpu())
+
+
+def _names_from_metadata(path: Path, meta: dict) -> list[str]:
+    """The ``names`` metadata of a vocabulary file: a JSON list of strings, else one clear error."""
+    raw = meta.get("names")
+    if raw is None:
+        raise VocabularyError(f"{path}: vocabulary file without 'names' metadata; rebuild it with `radseg-edge vocab build`")
+    try:
+        names = json.loads(raw)
+    except (json.JSONDecodeError, TypeError):
+        raise VocabularyError(f"{path}: the 'names' metadata is not valid JSON; rebuild the vocabulary file") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise VocabularyError(
+            f"{path}: the 'names' metadata must be a JSON list of strings, found a JSON {type(names).__name__}; "
+            "rebuild the vocabulary file"
+        )
+    return names
+
+
 class TextEncoder:
     """A text tower: prompts -> P x D embeddings. Wraps a transformers model and tokenizer.
 
@@ -208,7 +257,9 @@ class Vocabulary:
             iterator = tqdm(names, desc="embedding classes", unit="class")
         for name in iterator:
             rows.append(_embed_class(name, encoder, templates, th, cache))
-        return cls(names, torch.stack(rows), encoder.model_id, th)
+        embeddings = torch.stack(rows)
+        check_finite_embeddings(embeddings, f"text model {encoder.model_id}", names)
+        return cls(names, embeddings, encoder.model_id, th)
 
     def subset(self, names: Sequence[str]) -> Vocabulary:
         """The vocabulary restricted to (and reordered as) ``names``; unknown names are an error."""
@@ -250,7 +301,17 @@ class Vocabulary:
             raise VocabularyError(f"{p}: not a radseg-edge vocabulary file ({exc})") from None
         if meta.get("format", "").split("/")[0] != "radseg-edge-vocabulary":
             raise VocabularyError(f"{p}: safetensors file without radseg-edge vocabulary metadata")
-        return cls(json.loads(meta["names"]), emb, meta.get("text_model", UNSPECIFIED), meta.get("templates_hash", ""))
+        names = _names_from_metadata(p, meta)
+        if emb.dim() != 2 or emb.shape[0] != len(names):
+            raise VocabularyError(f"{p}: {len(names)} class names but embeddings of shape {tuple(emb.shape)}; "
+                                  "rebuild the vocabulary file")
+        if not emb.is_floating_point():
+            raise VocabularyError(f"{p}: embeddings of dtype {emb.dtype}, expected floating point; rebuild the vocabulary file")
+        check_finite_embeddings(emb, str(p), names)
+        try:
+            return cls(names, emb, meta.get("text_model", UNSPECIFIED), meta.get("templates_hash", ""))
+        except VocabularyError as exc:
+            raise VocabularyError(f"{p}: {exc}") from None
 
     def check_compatible(self, radio) -> None:
         """Refuse a vocabulary whose width or text model does not match the model's language head."""

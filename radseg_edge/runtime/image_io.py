@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import warnings
 from pathlib import Path
 
 import cv2
@@ -9,7 +12,42 @@ import numpy as np
 
 from radseg_edge.errors import InputError
 
+#: Pillow's decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS), about 13,400 x 13,400 pixels.
+DEFAULT_MAX_IMAGE_PIXELS = 178_956_970
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def max_image_pixels() -> int:
+    """Largest width x height decoded (default 178,956,970 = Pillow's decompression-bomb limit, about
+    13,400 x 13,400; set RADSEG_EDGE_MAX_IMAGE_PIXELS to change it)."""
+    try:
+        return int(os.environ.get("RADSEG_EDGE_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS))
+    except ValueError:
+        raise InputError("RADSEG_EDGE_MAX_IMAGE_PIXELS must be a whole number of pixels") from None
+
+
+def check_image_size(path: Path) -> None:
+    """Refuse, from the file header alone (nothing decoded), an image larger than :func:`max_image_pixels`:
+    a few bytes of PNG can claim 60000 x 60000 pixels (a decompression bomb) and exhaust memory."""
+    from PIL import Image, UnidentifiedImageError
+
+    limit = max_image_pixels()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below is ours
+            with Image.open(path) as im:
+                width, height = im.size
+        pixels, size = width * height, f"{width}x{height} = {width * height:,} pixels"
+    except Image.DecompressionBombError as exc:  # over Pillow's own limit; its message holds the pixel count
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = int(found.group(1)) if found else limit + 1
+        size = f"{pixels:,} pixels"
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return  # a format Pillow does not know (or a broken header): OpenCV decides
+    if pixels > limit:
+        raise InputError(f"{path}: the image header claims {size}, over the limit of {limit:,} "
+                         "(a decompression bomb or a corrupt file); set RADSEG_EDGE_MAX_IMAGE_PIXELS to allow larger images")
 
 
 def load_image(path: str | Path) -> tuple[np.ndarray, str]:
@@ -23,7 +61,11 @@ def load_image(path: str | Path) -> tuple[np.ndarray, str]:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"image not found: {p}")
-    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    check_image_size(p)
+    try:
+        img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    except (cv2.error, MemoryError) as exc:
+        raise InputError(f"{p}: not a readable image (OpenCV could not decode it: {type(exc).__name__})") from None
     if img is None:
         raise InputError(f"{p}: not a readable image (OpenCV could not decode it)")
     return decoded_to_rgb(img, str(p))

@@ -119,11 +119,10 @@ class BackendSegmenter:
     torch-tensorrt) behind the :class:`Segmenter` interface.
 
     The backend is called as ``backend(frame_rgb, vocabulary)``; the class embeddings are always passed
-    explicitly (a fixed-resolution engine with a baked-in vocabulary is therefore not used: live
-    vocabulary changes need the split backbone/head artefacts). With ``fixed_vocabulary=True`` the backend
-    is called as ``backend(frame_rgb)`` with the vocabulary it was built with, exactly as ``radseg-edge
-    segment`` calls it (so a fixed-resolution graph is used when the frame fits it); the vocabulary
-    cannot change then.
+    explicitly (a fixed-resolution graph with a baked-in vocabulary runs only while they are that
+    vocabulary's, frames of its size: live vocabulary changes need the split backbone/head artefacts). With
+    ``fixed_vocabulary=True`` the backend is called as ``backend(frame_rgb)`` with the vocabulary it was built
+    with, exactly as ``radseg-edge segment`` calls it; the vocabulary cannot change then.
     """
 
     def __init__(self, backend: Any, vocab: Vocabulary, profiler: StageProfiler | None = None,

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from radseg_edge.errors import VocabularyError
-from radseg_edge.models.text import UNSPECIFIED, Vocabulary, validate_names
+from radseg_edge.models.text import UNSPECIFIED, Vocabulary, check_finite_embeddings, validate_names
 
 #: encodes class names into K x D embeddings (e.g. the SigLIP2 text tower with prompt templates).
 TextEncoderFn = Callable[[Sequence[str]], torch.Tensor]
@@ -35,8 +35,7 @@ def check_embeddings(vocab: Vocabulary, dim: int | None = None, text_model: str 
         raise VocabularyError(
             f"vocabulary was built with text model {vocab.text_model} but the model expects {text_model}"
         )
-    if not torch.isfinite(vocab.embeddings).all():
-        raise VocabularyError("text embeddings contain NaN or infinity: rebuild the vocabulary file")
+    check_finite_embeddings(vocab.embeddings, names=list(vocab.names))
 
 
 def parse_class_names(text: str) -> list[str]:
