@@ -8,7 +8,14 @@ import json
 import time
 from pathlib import Path
 
-from radseg_edge.cli._common import add_model_args, add_radseg_args, add_vocab_args, load_model_from_args, radseg_from_args, vocab_from_args
+from radseg_edge.cli._common import (
+    add_model_args,
+    add_radseg_args,
+    add_vocab_args,
+    load_model_from_args,
+    radseg_from_args,
+    vocab_from_args,
+)
 from radseg_edge.errors import InputError
 
 
@@ -134,7 +141,7 @@ def run_query(args: argparse.Namespace) -> int:
     names = list(vocab.names) if vocab is not None else (vmap.class_names or [str(i) for i in range(vmap.channels)])
     counts = np.bincount(labels.cpu().numpy() + 1, minlength=len(names) + 1)
     summary = {"voxels": len(vmap), "voxel_size": vmap.voxel_size, "mode": vmap.mode,
-               "per_class": {n: int(c) for n, c in zip(names, counts[1:])}, "unlabelled": int(counts[0])}
+               "per_class": {n: int(c) for n, c in zip(names, counts[1:], strict=False)}, "unlabelled": int(counts[0])}
     if args.eval:
         from radseg_edge.mapping.evaluate import evaluate_map
         from radseg_edge.mapping.ply import read_ply
@@ -146,7 +153,7 @@ def run_query(args: argparse.Namespace) -> int:
         scores = evaluate_map(vmap, pts, cloud[args.label_property].astype(np.int64), vocab, k=args.knn,
                               denoise=args.denoise, prediction_thresh=args.prediction_thresh)
         summary["miou"] = scores.miou
-        summary["iou"] = {n: (None if np.isnan(v) else float(v)) for n, v in zip(names, scores.iou)}
+        summary["iou"] = {n: (None if np.isnan(v) else float(v)) for n, v in zip(names, scores.iou, strict=False)}
     if args.ply:
         vmap.to_ply(args.ply, vocab, args.denoise, args.prediction_thresh)
     if args.json:
