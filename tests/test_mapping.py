@@ -35,6 +35,7 @@ def test_fusing_ground_truth_labels_from_5_noisy_views_puts_98_percent_of_surfac
         vmap.integrate(torch.from_numpy(f.labels), f.depth, f.intrinsics, f.pose, rgb=f.rgb)
     assert vmap.mode == "labels" and vmap.num_classes == 4 and vmap.frames == 5
     xyz, gt = surface_points(clean)
+    xyz, gt = xyz[::3], gt[::3]  # 32k of the 96k ground-truth surface points (test time)
     pred = vmap.query_points(xyz).numpy()
     accuracy = (pred == gt).mean()
     assert accuracy >= 0.98, accuracy

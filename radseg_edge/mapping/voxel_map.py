@@ -453,7 +453,8 @@ class VoxelMap:
         return labels, scores
 
     @torch.no_grad()
-    def query_points(self, xyz, vocabulary=None, denoise: float = 0.5, prediction_thresh: float = 0.1) -> Tensor:
+    def query_points(self, xyz, vocabulary=None, denoise: float = 0.5, prediction_thresh: float = 0.1,
+                     chunk: int = 65536) -> Tensor:
         """Labels of world points: N x 3 (metres) -> N int64, each the label of the nearest observed voxel
         centre among the point's voxel and its 26 neighbours (so within one voxel), -1 where none is observed."""
         pts = torch.as_tensor(xyz, dtype=torch.float32).to(self.device)
@@ -462,19 +463,18 @@ class VoxelMap:
         if len(self) == 0:
             return torch.full((pts.shape[0],), IGNORE_INDEX, dtype=torch.int64, device=self.device)
         labels, _ = self.labels(vocabulary, denoise, prediction_thresh)
-        base = torch.floor(pts / self.voxel_size).long()
-        best_d = torch.full((pts.shape[0],), float("inf"), device=self.device)
-        best_label = torch.full((pts.shape[0],), IGNORE_INDEX, dtype=torch.int64, device=self.device)
-        for off in _NEIGHBOURS.to(self.device):
-            idx = base + off
-            rows = self._lookup(pack_keys(idx))
-            hit = rows >= 0
-            centre = (idx.float() + 0.5) * self.voxel_size
-            d = ((pts - centre) ** 2).sum(1)
-            better = hit & (d < best_d)
-            best_d = torch.where(better, d, best_d)
-            best_label = torch.where(better, labels[rows.clamp_min(0)], best_label)
-        return best_label
+        offsets = _NEIGHBOURS.to(self.device)
+        out = []
+        for i in range(0, pts.shape[0], chunk):
+            p = pts[i : i + chunk]
+            idx = torch.floor(p / self.voxel_size).long()[:, None, :] + offsets[None]  # n x 27 x 3
+            rows = self._lookup(pack_keys(idx.reshape(-1, 3))).view(-1, 27)
+            d = ((p[:, None, :] - (idx.float() + 0.5) * self.voxel_size) ** 2).sum(-1)
+            d = torch.where(rows >= 0, d, torch.full_like(d, float("inf")))
+            dmin, best = d.min(dim=1)
+            row = rows.gather(1, best[:, None])[:, 0]
+            out.append(torch.where(torch.isfinite(dmin), labels[row.clamp_min(0)], torch.full_like(row, IGNORE_INDEX)))
+        return torch.cat(out)
 
     # -- files ---------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
