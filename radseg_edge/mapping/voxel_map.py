@@ -13,8 +13,9 @@ pixel hits, so the result does not depend on the order of the frames). The upsam
 per frame, a sparse voxels x cells matrix of summed bilinear weights multiplies the h x w x C value grid, which
 is exactly the sum over pixels of the upsampled values.
 
-Storage: keys (V int64, packed voxel coordinates), the mean (V x C fp32), hits (V int64 pixels), last_seen
-(V int32 frame index) and the mean colour (V x 3 fp32) when RGB is given; a sorted index for look-ups. In
+Storage: keys (V int64, packed voxel coordinates), the sums of the fused values (V x C fp32; the mean is
+sum / hits, so a frame costs one scatter-add), hits (V int64 pixels), last_seen (V int32 frame index) and the
+colour sums (V x 3 fp32) when RGB is given; a sorted index for look-ups. In
 features mode the map also keeps what a text query needs to reproduce the 2D computation: the PCA basis (if
 reduced) and the language head (if the fused features are the SCGA features, as RADSEG.md "3D" says).
 """
@@ -127,7 +128,8 @@ class VoxelMap:
         self._pending: list[tuple] = []
         self._size = 0
         self._keys = torch.empty(0, dtype=torch.int64, device=self.device)
-        self._mean: Tensor | None = None
+        self._sum: Tensor | None = None  # per-voxel sums of the fused values (mean = sum / hits)
+        self._lang: Tensor | None = None  # cached language features (features mode; cleared by fusion)
         self._hits = torch.empty(0, dtype=torch.int64, device=self.device)
         self._last = torch.empty(0, dtype=torch.int32, device=self.device)
         self._rgb: Tensor | None = None
@@ -142,7 +144,7 @@ class VoxelMap:
     @property
     def channels(self) -> int:
         """C of the stored values (k after PCA); 0 before the first fusion."""
-        return 0 if self._mean is None else int(self._mean.shape[1])
+        return 0 if self._sum is None else int(self._sum.shape[1])
 
     @property
     def keys(self) -> Tensor:
@@ -154,9 +156,9 @@ class VoxelMap:
     def values(self) -> Tensor:
         """V x C fused means (features, reduced features or probabilities)."""
         self.flush()
-        if self._mean is None:
+        if self._sum is None:
             return torch.empty(0, 0, device=self.device)
-        return self._mean[: self._size]
+        return self._sum[: self._size] / self._hits[: self._size, None].clamp_min(1)
 
     @property
     def hits(self) -> Tensor:
@@ -170,7 +172,8 @@ class VoxelMap:
         self.flush()
         if self._rgb is None:
             return None
-        return self._rgb[: self._size].round().clamp(0, 255).to(torch.uint8)
+        mean = self._rgb[: self._size] / self._hits[: self._size, None].clamp_min(1)
+        return mean.round().clamp(0, 255).to(torch.uint8)
 
     def centers(self) -> Tensor:
         """V x 3 float32 world coordinates of the voxel centres (metres)."""
@@ -278,10 +281,10 @@ class VoxelMap:
     # -- storage -------------------------------------------------------------------------------------
     def _ensure_capacity(self, needed: int, channels: int) -> None:
         cap = self._keys.shape[0]
-        if self._mean is None:
-            self._mean = torch.empty(0, channels, device=self.device)
-        elif self._mean.shape[1] != channels:
-            raise InputError(f"this map holds {self._mean.shape[1]}-channel values; got {channels} channels")
+        if self._sum is None:
+            self._sum = torch.empty(0, channels, device=self.device)
+        elif self._sum.shape[1] != channels:
+            raise InputError(f"this map holds {self._sum.shape[1]}-channel values; got {channels} channels")
         if needed <= cap:
             return
         new_cap = max(needed, int(cap * 1.5) + 1024)
@@ -294,7 +297,7 @@ class VoxelMap:
             return out
 
         self._keys = grow(self._keys)
-        self._mean = grow(self._mean, channels)
+        self._sum = grow(self._sum, channels)
         self._hits = grow(self._hits)
         self._last = grow(self._last)
         if self._rgb is not None:
@@ -339,15 +342,12 @@ class VoxelMap:
         rows[new] = new_rows
         self._keys[new_rows] = ukeys[new]
         self._size += n_new
-        old_hits = self._hits[rows].float()
-        total = old_hits + counts.float()
-        # running weighted mean: m' = m + (sum - n m) / (N + n)
-        mean = self._mean[rows]
-        self._mean[rows] = mean + (sums - counts.float()[:, None] * mean) / total[:, None]
+        # the weighted mean is kept as sum and hits: one scatter-add per frame, no gather of the old values
+        self._sum.index_add_(0, rows, sums)
         if color is not None:
-            rgb = self._rgb[rows]
-            self._rgb[rows] = rgb + (color - counts.float()[:, None] * rgb) / total[:, None]
-        self._hits[rows] += counts
+            self._rgb.index_add_(0, rows, color)
+        self._hits.index_add_(0, rows, counts)
+        self._lang = None
         self._last[rows] = self.frames
         if n_new:
             self._insert_sorted(ukeys[new], new_rows)
@@ -375,7 +375,7 @@ class VoxelMap:
         keep = torch.ones(v, dtype=torch.bool, device=self.device)
         keep[victims] = False
         self._keys = self._keys[:v][keep]
-        self._mean = self._mean[:v][keep]
+        self._sum = self._sum[:v][keep]
         self._hits = self._hits[:v][keep]
         self._last = self._last[:v][keep]
         if self._rgb is not None:
@@ -402,9 +402,13 @@ class VoxelMap:
         return emb.to(self.device, torch.float32)
 
     def language_features(self, chunk: int = 65536) -> Tensor:
-        """Features mode: V x D language-aligned features (PCA reconstruction, then the language head)."""
+        """Features mode: V x D language-aligned features (PCA reconstruction, then the language head).
+
+        Computed once and cached until the next fusion: a second vocabulary costs only the cosine."""
         if self.mode != "features":
             raise InputError(f"this map fused {self.mode}, not features: it has no language features")
+        if self._lang is not None:
+            return self._lang
         out = []
         values = self.values
         for i in range(0, values.shape[0], chunk):
@@ -414,7 +418,8 @@ class VoxelMap:
             if self.language_head is not None:
                 f = self.language_head(f)
             out.append(f.float())
-        return torch.cat(out) if out else torch.empty(0, 0, device=self.device)
+        self._lang = torch.cat(out) if out else torch.empty(0, 0, device=self.device)
+        return self._lang
 
     @torch.no_grad()
     def probabilities(self, vocabulary=None, denoise: float = 0.5) -> Tensor:
@@ -489,11 +494,11 @@ class VoxelMap:
         path.parent.mkdir(parents=True, exist_ok=True)
         v = self._size
         tensors = {
-            "keys": self._keys[:v], "values": self.values if self._mean is not None else torch.empty(0, 0),
+            "keys": self._keys[:v], "sums": self._sum[:v] if self._sum is not None else torch.empty(0, 0),
             "hits": self._hits[:v], "last_seen": self._last[:v],
         }
         if self._rgb is not None:
-            tensors["colors"] = self._rgb[:v]
+            tensors["color_sums"] = self._rgb[:v]
         if self.pca is not None:
             tensors["pca_mean"], tensors["pca_components"] = self.pca.mean, self.pca.components
         head = None
@@ -555,10 +560,10 @@ class VoxelMap:
         v = tensors["keys"].shape[0]
         vmap._size = v
         vmap._keys = tensors["keys"].to(device)
-        vmap._mean = tensors["values"].float().to(device) if v else None
+        vmap._sum = tensors["sums"].float().to(device) if v else None
         vmap._hits = tensors["hits"].to(device)
         vmap._last = tensors["last_seen"].to(device)
-        vmap._rgb = tensors["colors"].float().to(device) if "colors" in tensors else None
+        vmap._rgb = tensors["color_sums"].float().to(device) if "color_sums" in tensors else None
         vmap._skeys, vmap._srows = torch.sort(vmap._keys)
         return vmap
 
