@@ -189,6 +189,7 @@ OTHER_RESULTS = (
     ("refine", "python benchmarks/bench_refine.py", "RADSeg+ refinement cost"),
     ("cpp_runtime", "python benchmarks/bench_cpp_runtime.py", "C++ runtime vs Python pipeline"),
     ("stream_pipeline_c-radio_v3-b", "python benchmarks/stream_pipeline.py", "Streaming runtime"),
+    ("mapping", "python benchmarks/bench_mapping.py", "3D mapping: fusion cost per frame vs segmentation"),
 )
 
 
