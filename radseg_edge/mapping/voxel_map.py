@@ -130,6 +130,7 @@ class VoxelMap:
         self._keys = torch.empty(0, dtype=torch.int64, device=self.device)
         self._sum: Tensor | None = None  # per-voxel sums of the fused values (mean = sum / hits)
         self._lang: Tensor | None = None  # cached language features (features mode; cleared by fusion)
+        self.cache_language = True
         self._hits = torch.empty(0, dtype=torch.int64, device=self.device)
         self._last = torch.empty(0, dtype=torch.int32, device=self.device)
         self._rgb: Tensor | None = None
@@ -404,7 +405,8 @@ class VoxelMap:
     def language_features(self, chunk: int = 65536) -> Tensor:
         """Features mode: V x D language-aligned features (PCA reconstruction, then the language head).
 
-        Computed once and cached until the next fusion: a second vocabulary costs only the cosine."""
+        Computed once and cached until the next fusion (unless ``cache_language`` is False; the cache holds
+        V x D fp32): a second vocabulary then costs only the cosine."""
         if self.mode != "features":
             raise InputError(f"this map fused {self.mode}, not features: it has no language features")
         if self._lang is not None:
@@ -418,8 +420,10 @@ class VoxelMap:
             if self.language_head is not None:
                 f = self.language_head(f)
             out.append(f.float())
-        self._lang = torch.cat(out) if out else torch.empty(0, 0, device=self.device)
-        return self._lang
+        lang = torch.cat(out) if out else torch.empty(0, 0, device=self.device)
+        if self.cache_language:
+            self._lang = lang
+        return lang
 
     @torch.no_grad()
     def probabilities(self, vocabulary=None, denoise: float = 0.5) -> Tensor:
