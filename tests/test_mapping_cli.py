@@ -9,8 +9,8 @@ import torch
 from radseg_edge.cli import main
 from radseg_edge.errors import InputError
 from radseg_edge.mapping import Mapper, VoxelMap
-from radseg_edge.mapping.ply import read_ply
-from radseg_edge.mapping.synthetic import SyntheticScene, write_sequence
+from radseg_edge.mapping.ply import read_ply, write_ply
+from radseg_edge.mapping.synthetic import SyntheticScene, surface_points, write_sequence
 from radseg_edge.models.text import Vocabulary
 from radseg_edge.pipeline import RADSeg
 from tests.conftest import TINY_CKPT
@@ -112,6 +112,13 @@ def test_map_command_end_to_end_then_map_query_with_a_new_vocabulary(tmp_path, f
     assert sum(summary["per_class"].values()) + summary["unlabelled"] == len(vmap)
     labels = read_ply(tmp_path / "q.ply")["label"]
     assert torch.equal(torch.from_numpy(labels.astype(np.int64)), vmap.labels(Vocabulary.load(v2))[0])
+    # the paper's 3D protocol on the command line: kNN (k = 5) voting against a labelled point cloud
+    xyz, gt = surface_points(frames)
+    write_ply(tmp_path / "gt.ply", xyz, np.zeros((len(xyz), 3), np.uint8), gt)
+    v4 = _vocab(["floor", "wall", "box", "cabinet"], 7).save(tmp_path / "v4.safetensors")
+    assert main(["map-query", str(out), "--vocab", str(v4), "--eval", str(tmp_path / "gt.ply"), "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert 0.0 <= scored["miou"] <= 1.0 and set(scored["iou"]) == {"floor", "wall", "box", "cabinet"}
     # a features map without a vocabulary, and a wrong layout: one-line errors
     assert main(["map-query", str(out)]) == 1
     assert "--vocab" in capsys.readouterr().err
