@@ -102,8 +102,10 @@ class Mapper:
             rgb, depth, intrinsics, pose = frame.rgb, frame.depth, frame.intrinsics, frame.pose
         if rgb is None or depth is None or intrinsics is None or pose is None:
             raise InputError("add_frame needs rgb, depth, intrinsics and pose")
+        # an exported backend built with this vocabulary takes its fixed-size fast path when given no text
+        text = None if getattr(self.segmenter, "vocabulary", None) is self.vocabulary and self.radseg is None else self.vocabulary
         with self.profiler.stage("segment"):
-            result = self.segmenter(np.ascontiguousarray(rgb), self.vocabulary, channel_order="rgb")
+            result = self.segmenter(np.ascontiguousarray(rgb), text, channel_order="rgb")
         with self.profiler.stage("fuse"):
             if self.fuse == "features":
                 values = getattr(result, "scga_features", None)
