@@ -107,7 +107,7 @@ class SyntheticScene:
 
     def sequence(self, n: int, size: tuple[int, int] = (120, 160), noise: float = 0.0, seed: int = 0,
                  fov_deg: float = 70.0) -> list[Frame]:
-        """``n`` frames on the circle; ``noise`` > 0 adds Kinect-like depth noise (metres at 1 m, growing as z^2).
+        """``n`` frames on the circle; ``noise`` > 0 adds Gaussian depth noise of ``noise`` metres at 1 m, growing as z^2.
 
         Each frame's ``labels`` holds the ground truth of the noise-free rendering.
         """
