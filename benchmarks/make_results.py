@@ -192,6 +192,7 @@ OTHER_RESULTS = (
     ("soak_stream", "python benchmarks/soak_stream.py", "Soak: RSS, frame accounting and reconnects of `stream`"),
     ("ros2_overhead_tiny", "python benchmarks/bench_ros2_overhead.py --model tiny --size 480x640 --frames 4",
      "ROS 2 adapter overhead vs the bare backend"),
+    ("mapping", "python benchmarks/bench_mapping.py", "3D mapping: fusion cost per frame vs segmentation"),
 )
 
 OTHER_RESULTS_HEADING = "## Other benchmark scripts"
