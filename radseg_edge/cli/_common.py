@@ -197,3 +197,51 @@ def expand_images(patterns: list[str]) -> list[Path]:
         else:
             out.append(p)
     return list(dict.fromkeys(out))
+
+
+def exported_only(args: argparse.Namespace) -> bool:
+    """Whether the run needs no checkpoint: an exported backend (explicit, or auto with --export-dir) and no
+    --checkpoint / --random-weights asking for the torch one."""
+    if args.checkpoint or args.random_weights:
+        return False
+    return args.backend in ("onnxruntime", "tensorrt", "torch-tensorrt") or (args.backend == "auto" and bool(args.export_dir))
+
+
+def export_vocabulary(args: argparse.Namespace):
+    """The vocabulary for an exported backend, checked against the export's manifest (no checkpoint loaded)."""
+    from radseg_edge.export.manifest import Manifest
+    from radseg_edge.models.text import UNSPECIFIED, Vocabulary
+
+    if not args.export_dir or not Path(args.export_dir).is_dir():
+        raise InputError(f"--backend {args.backend} runs a folder written by `radseg-edge export`: give --export-dir "
+                         f"(got {args.export_dir!r}), or --checkpoint for the torch backend")
+    manifest = Manifest.read(args.export_dir)
+    if args.vocab:
+        vocab = Vocabulary.load(args.vocab)
+    else:
+        names = class_names_from_args(args)
+        model_id = args.text_model or manifest.vocabulary.get("text_model")
+        if not model_id or model_id == UNSPECIFIED:
+            raise VocabularyError(f"cannot tell which text model the export {args.export_dir} was made for; "
+                                  "pass --text-model or --vocab")
+        vocab = Vocabulary.build(names, model_id, progress=True)
+    try:
+        manifest.check_vocabulary(vocab, args.export_dir)
+    except VocabularyError as exc:
+        raise VocabularyError(f"--vocab {args.vocab}: {exc}" if args.vocab else str(exc)) from None
+    return vocab
+
+
+def backend_and_vocab_from_args(args: argparse.Namespace, profiler=None):
+    """(backend, vocabulary) for segment-like commands. An exported backend with no --checkpoint runs from
+    its export folder alone (nothing loaded or downloaded); otherwise the checkpoint is loaded and the
+    torch RADSeg built (``profiler`` is passed to it)."""
+    from radseg_edge.backends import backend_from_args
+
+    if exported_only(args):  # the export folder holds everything: no checkpoint, no download
+        vocab = export_vocabulary(args)
+        return backend_from_args(args, radseg=None, vocabulary=vocab), vocab
+    radio = load_model_from_args(args)
+    vocab = vocab_from_args(args, radio)
+    seg = radseg_from_args(args, radio, vocabulary=vocab, profiler=profiler)
+    return backend_from_args(args, radseg=seg, vocabulary=vocab), vocab

@@ -13,10 +13,8 @@ from radseg_edge.cli._common import (
     add_model_args,
     add_radseg_args,
     add_vocab_args,
-    load_model_from_args,
-    radseg_from_args,
+    backend_and_vocab_from_args,
     resolve_device,
-    vocab_from_args,
 )
 from radseg_edge.errors import InputError
 
@@ -60,7 +58,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from radseg_edge.backends import backend_from_args
     from radseg_edge.ros2.bag import check_topic, process_bag, run_profile
     from radseg_edge.ros2.processor import FrameProcessor
     from radseg_edge.ros2.types import rosbags_messages
@@ -73,11 +70,8 @@ def run(args: argparse.Namespace) -> int:
     if args.every < 1:
         raise InputError(f"--every {args.every}: expected an integer >= 1")
     total, bag_distro = check_topic(args.input, args.topic)  # a bad bag or topic fails before the model loads
-    radio = load_model_from_args(args)
-    vocab = vocab_from_args(args, radio)
     profiler = StageProfiler(device=resolve_device(args.device))
-    backend = backend_from_args(args, radseg=radseg_from_args(args, radio, vocabulary=vocab, profiler=profiler),
-                                vocabulary=vocab)
+    backend, vocab = backend_and_vocab_from_args(args, profiler=profiler)
     # called as `segment` calls it (its own vocabulary), so that the labels are segment's
     segmenter = BackendSegmenter(backend, vocab, profiler if backend.name == "torch" else None, fixed_vocabulary=True)
     keep = None if args.keep is None else [] if args.keep == ["none"] else args.keep

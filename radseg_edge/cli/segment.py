@@ -10,16 +10,13 @@ from radseg_edge.cli._common import (
     add_model_args,
     add_radseg_args,
     add_vocab_args,
-    class_names_from_args,
+    backend_and_vocab_from_args,
     expand_images,
-    load_model_from_args,
     output_stems,
     prepare_output_folder,
-    radseg_from_args,
     resolve_device,
-    vocab_from_args,
 )
-from radseg_edge.errors import InputError, RadsegError, VocabularyError
+from radseg_edge.errors import InputError, RadsegError
 
 
 def register(sub) -> None:
@@ -57,39 +54,6 @@ def _atomic(path: Path, write, *args, **kwargs) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _exported_only(args: argparse.Namespace) -> bool:
-    """Whether the run needs no checkpoint: an exported backend (explicit, or auto with --export-dir) and no
-    --checkpoint / --random-weights asking for the torch one."""
-    if args.checkpoint or args.random_weights:
-        return False
-    return args.backend in ("onnxruntime", "tensorrt", "torch-tensorrt") or (args.backend == "auto" and bool(args.export_dir))
-
-
-def _export_vocabulary(args: argparse.Namespace):
-    """The vocabulary for an exported backend, checked against the export's manifest (no checkpoint loaded)."""
-    from radseg_edge.export.manifest import Manifest
-    from radseg_edge.models.text import UNSPECIFIED, Vocabulary
-
-    if not args.export_dir or not Path(args.export_dir).is_dir():
-        raise InputError(f"--backend {args.backend} runs a folder written by `radseg-edge export`: give --export-dir "
-                         f"(got {args.export_dir!r}), or --checkpoint for the torch backend")
-    manifest = Manifest.read(args.export_dir)
-    if args.vocab:
-        vocab = Vocabulary.load(args.vocab)
-    else:
-        names = class_names_from_args(args)
-        model_id = args.text_model or manifest.vocabulary.get("text_model")
-        if not model_id or model_id == UNSPECIFIED:
-            raise VocabularyError(f"cannot tell which text model the export {args.export_dir} was made for; "
-                                  "pass --text-model or --vocab")
-        vocab = Vocabulary.build(names, model_id, progress=True)
-    try:
-        manifest.check_vocabulary(vocab, args.export_dir)
-    except VocabularyError as exc:
-        raise VocabularyError(f"--vocab {args.vocab}: {exc}" if args.vocab else str(exc)) from None
-    return vocab
-
-
 def run(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
@@ -97,7 +61,6 @@ def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from tqdm import tqdm
 
-    from radseg_edge.backends import backend_from_args
     from radseg_edge.runtime.image_io import load_image, save_palette_png, save_rgb
     from radseg_edge.runtime.overlay import labels_to_png_array, overlay, palette
 
@@ -108,14 +71,7 @@ def run(args: argparse.Namespace) -> int:
     resolve_device(args.device)  # a bad --device is one line, before anything is loaded
     out = prepare_output_folder(args.out)
     stems = output_stems(paths)
-    if _exported_only(args):  # the export folder holds everything: no checkpoint, no download
-        vocab = _export_vocabulary(args)
-        backend = backend_from_args(args, radseg=None, vocabulary=vocab)
-    else:
-        radio = load_model_from_args(args)
-        vocab = vocab_from_args(args, radio)
-        seg = radseg_from_args(args, radio, vocabulary=vocab)
-        backend = backend_from_args(args, radseg=seg, vocabulary=vocab)
+    backend, vocab = backend_and_vocab_from_args(args)
     failures: list[tuple[Path, str]] = []
     for path, rel in tqdm(list(zip(paths, stems, strict=True)), desc="segmenting", unit="img", disable=len(paths) < 2):
         written: list[Path] = []
