@@ -31,8 +31,10 @@ that is the hook for later lines (e.g. mapping fusion): add ``("name", "module",
 Output: ``gpu_acceptance.json`` and ``gpu_acceptance.md`` in ``--out`` (per-step files under ``steps/``), the
 target lines of issue 13 item 5 as MET / NOT MET / NOT MEASURED from the measured numbers, and an AGX Orin
 estimate scaled from the measured figures by bandwidth and tensor-throughput ratios (an ESTIMATE, not a
-measurement). ``benchmarks/make_results.py`` copies a folder's tables into RESULTS.md when it is under
-benchmarks/results/.
+measurement). With ``--out benchmarks/results/gpu_h200`` the report is one of the tables that
+``benchmarks/make_results.py`` copies into RESULTS.md; ``--results-md benchmarks/RESULTS.md`` puts it there
+at once (between ``gpu_acceptance`` markers) without re-running the CPU suite. ``--only STEP ...`` reruns some
+steps and keeps the other steps' records of the earlier run in the same folder.
 
 ``--dry-run`` runs the same plumbing on the CPU with the tiny fixture checkpoint, small N and a tiny image;
 nothing there is a GPU figure. Needs no network; on the GPU machine it needs torch with CUDA, triton, nvcc,
@@ -42,6 +44,7 @@ cmake and ninja (no TensorRT).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import importlib.util
 import json
@@ -71,7 +74,7 @@ MIN_STEP_S = 20.0  # a step is not started with less than this left of the overa
 SCGA_NS = (588, 2352, 5488, 14112, 16384)
 SCGA_CHANNELS = 768
 DTYPE_NAMES = ("fp32", "fp16", "bf16")
-PIPELINE_SETTINGS = ("voc20-mid", "cityscapes-mid")
+PIPELINE_SETTINGS = ("cityscapes-mid", "voc20-mid")  # the target case first
 PIPELINE_MODEL = "c-radio_v3-b"
 
 #: parity tolerances (max |out - ref| / max |ref|) against the fp32 reference on the same (rounded) input.
@@ -305,13 +308,13 @@ def step_kernel_parity(ctx: StepContext) -> dict:
             args = (torch.randn(1, n, c, generator=g), torch.randn(3 * c, c, generator=g) / c**0.5,
                     torch.randn(3 * c, generator=g) * 0.1, torch.randn(c, c, generator=g) / c**0.5,
                     torch.randn(c, generator=g) * 0.1)
-            ref = scra_attention_reference(*args, heads, tau=10.0)
             for dname in DTYPE_NAMES:
                 if dname != "fp32" and not dev.startswith("cuda"):
                     continue
                 try:
-                    cast = [a.to(dev, _dtype(dname)) for a in args]
-                    out = ops.scra(*cast, heads, tau=10.0).float().cpu()
+                    rounded = [a.to(_dtype(dname)) for a in args]  # the reference sees the same rounded inputs
+                    ref = scra_attention_reference(*[a.float() for a in rounded], heads, tau=10.0)
+                    out = ops.scra(*[a.to(dev) for a in rounded], heads, tau=10.0).float().cpu()
                     err = relative_error(out, ref)
                     row = {"impl": impl, "op": "scra", "n": n, "heads": heads, "head_dim": d, "dtype": dname,
                            "rel_error": err, "tolerance": PARITY_TOL[dname],
@@ -435,58 +438,81 @@ def _pipeline_setup(ctx: StepContext):
     return radio.eval(), opts, cases, runs, warmup
 
 
+def _record_rows(ctx: StepContext, mode: str, case, measured: list, refs: list) -> None:
+    """Ratios of ``measured`` against ``refs`` = [baseline, eager fp32] rows, then one saved row each."""
+    from radseg_edge.bench.runner import compare_to_baseline
+
+    compare_to_baseline(measured, refs[0], refs[1])
+    wl = case.workload()
+    for r in measured:
+        d = r.as_dict()
+        ctx.add({"case": case.label, "setting": case.setting, "image_hw": list(case.image_hw), "windows": wl.windows,
+                 "scga_tokens": wl.scga_tokens, "mode": mode, "name": d["name"], "precision": d["precision"],
+                 "p50_ms": d["latency_ms"]["p50_ms"], "p90_ms": d["latency_ms"]["p90_ms"],
+                 "peak_bytes": d["memory"].get("extra_bytes"), "memory_kind": d["memory"].get("kind"),
+                 "speedup_vs_baseline": d["speedup_vs_baseline"], "label_agreement_vs_eager_fp32": d["label_agreement"],
+                 "stages_p50_ms": {k: v.get("p50_ms") for k, v in d["stages_ms"].items()}, "notes": d["notes"],
+                 "status": "ok"})
+
+
 def _run_pipeline_step(ctx: StepContext, mode: str) -> dict:
-    """One pipeline step: per case, the baseline + RADSeg eager fp32 (the references of the ratios) and the
-    candidates of ``mode`` ("eager", "compile", "aoti") in fp32 / fp16 / bf16, timed interleaved."""
-    from radseg_edge.bench.runner import compare_to_baseline, measure_all
+    """One pipeline step. Per case: the naive baseline and RADSeg eager fp32 (the references of the ratios), then
+    the candidates of ``mode`` ("eager", "compile", "aoti"). Eager candidates are timed interleaved with the
+    references; compiled ones one at a time as soon as each is built (each row is saved at once, so a step that
+    runs out of time keeps what it measured). The target case and fp16 come first."""
+    from radseg_edge.bench.runner import measure_all
     from radseg_edge.bench.suite import _baseline_candidate, _pytorch_candidate, make_inputs
 
     radio, opts, cases, runs, warmup = _pipeline_setup(ctx)
     failures = 0
+    order = ("fp16", "fp32", "bf16")
     for case in cases:
         image, text = make_inputs(radio, case, opts)
-        wl = case.workload()
-        cands = [_baseline_candidate(radio, case, image, text, opts), _pytorch_candidate(radio, case, image, text, opts,
-                                                                                          "fp32")]
-        cands[1].name = "eager fp32"
-        for dname in DTYPE_NAMES:
+        record = functools.partial(_record_rows, ctx, mode, case)
+        refs = [_baseline_candidate(radio, case, image, text, opts),
+                _pytorch_candidate(radio, case, image, text, opts, "fp32")]
+        refs[1].name = "eager fp32"
+        wanted = []
+        for dname in order:
             if (mode == "eager" and dname == "fp32") or (ctx.dry_run and mode == "compile" and dname != "fp32"):
                 continue
             ok_prec, why = _precision_ok(dname, ctx.device)
             if not ok_prec:
                 ctx.add({"case": case.label, "mode": mode, "precision": dname, "status": "skipped", "reason": why})
                 continue
+            wanted.append(dname)
+        try:
+            if mode == "eager":  # cheap to build: all of them timed interleaved with the references
+                cands = refs + [_mode_candidate(ctx, mode, radio, case, image, text, opts, d) for d in wanted]
+                measured = measure_all(cands, runs=runs, warmup=warmup)
+                record(measured, measured[:2])
+                continue
+            ref_rows = measure_all(refs, runs=runs, warmup=warmup)
+            record(ref_rows, ref_rows)
+        except Exception as exc:  # noqa: BLE001 - recorded, the next case still runs
+            failures += 1
+            ctx.add({"case": case.label, "mode": mode, "status": "failed", "reason": _first_line(exc),
+                     "trace": traceback.format_exc()[-1500:]})
+            continue
+        for dname in wanted:
+            cand = None
             try:
-                cands.append(_mode_candidate(ctx, mode, radio, case, image, text, opts, dname))
-            except Exception as exc:  # noqa: BLE001 - recorded, the others still run
+                t0 = time.perf_counter()
+                cand = _mode_candidate(ctx, mode, radio, case, image, text, opts, dname)
+                row = measure_all([cand], runs=runs, warmup=max(1, warmup))
+                row[0].notes.append(f"built and warmed up in {time.perf_counter() - t0:.0f} s; timed after the "
+                                    "references (not interleaved)")
+                record(row, ref_rows)
+            except Exception as exc:  # noqa: BLE001 - recorded, the other precisions still run
                 failures += 1
                 ctx.add({"case": case.label, "mode": mode, "precision": dname, "status": "failed",
                          "reason": _first_line(exc), "trace": traceback.format_exc()[-1500:]})
-        try:
-            rows = measure_all(cands, runs=runs, warmup=warmup)
-        except Exception as exc:  # noqa: BLE001 - one failing candidate: measure them one by one
-            ctx.add({"case": case.label, "mode": mode, "status": "failed", "reason": _first_line(exc),
-                     "trace": traceback.format_exc()[-1500:]})
-            failures += 1
-            continue
-        finally:
-            for c in cands:
-                if c.cleanup is not None:
-                    c.cleanup()
-        compare_to_baseline(rows, rows[0], rows[1])
-        for r in rows:
-            d = r.as_dict()
-            ctx.add({"case": case.label, "setting": case.setting, "image_hw": list(case.image_hw),
-                     "windows": wl.windows, "scga_tokens": wl.scga_tokens, "mode": mode, "name": d["name"],
-                     "precision": d["precision"], "p50_ms": d["latency_ms"]["p50_ms"],
-                     "p90_ms": d["latency_ms"]["p90_ms"], "peak_bytes": d["memory"].get("extra_bytes"),
-                     "memory_kind": d["memory"].get("kind"), "speedup_vs_baseline": d["speedup_vs_baseline"],
-                     "label_agreement_vs_eager_fp32": d["label_agreement"],
-                     "stages_p50_ms": {k: v.get("p50_ms") for k, v in d["stages_ms"].items()},
-                     "notes": d["notes"], "status": "ok"})
-        del cands, rows
-        if ctx.device.startswith("cuda"):
-            torch.cuda.empty_cache()
+            finally:
+                if cand is not None and cand.cleanup is not None:
+                    cand.cleanup()
+                del cand
+                if ctx.device.startswith("cuda"):
+                    torch.cuda.empty_cache()
     return {"status": "ok" if failures == 0 else "failed", "failures": failures}
 
 
@@ -572,8 +598,9 @@ def step_pipeline_aoti(ctx: StepContext) -> dict:
     return _run_pipeline_step(ctx, "aoti")
 
 
-GPU_TEST_FILES = ("tests/test_kernels_cuda.py", "tests/test_kernels_triton.py", "tests/test_kernels_library.py",
-                  "tests/test_kernels_pipeline.py", "tests/test_native_compile.py")
+#: the kernel test files (the compile-only tests/test_native_compile.py is left out: the build step compiles).
+GPU_TEST_FILES = ("tests/test_kernels_cuda.py", "tests/test_kernels_library.py", "tests/test_kernels_pipeline.py",
+                  "tests/test_kernels_triton.py")
 
 
 def step_gpu_tests(ctx: StepContext) -> dict:
@@ -648,11 +675,11 @@ class Step:
 
 STEPS = (
     Step("build", step_build, 150, "CMake build of the CUDA library and the PyTorch extension"),
-    Step("kernel_parity", step_kernel_parity, 45, "Triton / CUDA kernels vs references (odd N, C; fp32/fp16/bf16)"),
+    Step("kernel_parity", step_kernel_parity, 60, "Triton / CUDA kernels vs references (odd N, C; fp32/fp16/bf16)"),
     Step("fixtures", step_fixtures, 45, "RADSeg on the device vs the official fixtures; fp16/bf16 labels"),
-    Step("scga_bench", step_scga_bench, 60, "SCGA time and peak memory: materialized vs fused"),
+    Step("scga_bench", step_scga_bench, 90, "SCGA time and peak memory: materialized vs fused"),
     Step("pipeline_eager", step_pipeline_eager, 75, "Pipeline eager fp32/fp16/bf16 vs the naive baseline"),
-    Step("gpu_tests", step_gpu_tests, 90, "pytest on the kernel test files"),
+    Step("gpu_tests", step_gpu_tests, 120, "pytest on the kernel test files"),
     Step("pipeline_compile", step_pipeline_compile, 90, "Pipeline with torch.compile"),
     Step("aoti_cpp", step_aoti_cpp, 90, "C++ runtime with an AOTInductor CUDA package"),
     Step("pipeline_aoti", step_pipeline_aoti, 120, "Pipeline as AOTInductor packages"),
@@ -710,9 +737,11 @@ def _child_env(out: Path, dry_run: bool) -> dict:
         env.pop("TRITON_INTERPRET", None)
     build = out / "steps" / "build.json"
     if build.exists():
-        lib = json.loads(build.read_text()).get("info", {}).get("kernels_library")
-        if lib:
-            env["RADSEG_ACCEPTANCE_KERNELS_LIB"] = lib
+        info = json.loads(build.read_text()).get("info", {})
+        if info.get("kernels_library"):
+            env["RADSEG_ACCEPTANCE_KERNELS_LIB"] = info["kernels_library"]
+        if str(info.get("torch_extension", "")).endswith(".so"):  # a CMake-built extension: importable from there
+            env["PYTHONPATH"] = os.pathsep.join([str(Path(info["torch_extension"]).parent), env["PYTHONPATH"]])
     return env
 
 
@@ -904,7 +933,10 @@ def to_markdown(doc: dict) -> str:
         lines.append(f"- **{t['verdict']}** - {t['target']}: {'; '.join(t['details'])}")
     lines += ["", "## Steps", "", "| step | status | seconds | note |", "|---|---|---|---|"]
     for s in doc["steps"]:
-        lines.append(f"| {s['name']} | {s['status']} | {s.get('seconds', '-')} | {s.get('reason', '') or s['title']} |")
+        note = s.get("reason", "") or s["title"]
+        if s.get("from_earlier_run"):
+            note += f" (from the run of {s['from_earlier_run']})"
+        lines.append(f"| {s['name']} | {s['status']} | {s.get('seconds', '-')} | {note} |")
     scga = [r for r in _step(doc, "scga_bench").get("rows", [])]
     if scga:
         lines += ["", "## SCGA (time = median of synchronised calls; peak = memory above the input)", "",
@@ -965,11 +997,46 @@ def _cell(v) -> str:
     return str(v)
 
 
+def merge_earlier(doc: dict, path: Path) -> None:
+    """With ``--only``: keep the earlier run's records of the steps not rerun (marked with their date), then
+    re-evaluate the targets and the estimate over all of them."""
+    if not path.exists():
+        return
+    earlier = json.loads(path.read_text())
+    if earlier.get("dry_run") != doc["dry_run"]:
+        return
+    rerun = {s["name"] for s in doc["steps"]}
+    kept = {s["name"]: {**s, "from_earlier_run": earlier.get("date")} for s in earlier.get("steps", [])
+            if s["name"] not in rerun}
+    mine = {s["name"]: s for s in doc["steps"]}
+    doc["steps"] = [kept.get(s.name) or mine.get(s.name) for s in all_steps() if s.name in kept or s.name in mine]
+    doc["targets"] = evaluate_targets(doc)
+    doc["orin_estimate"] = orin_estimate(doc)
+
+
 def write_outputs(doc: dict, out: Path) -> tuple[Path, Path]:
     js, md = out / "gpu_acceptance.json", out / "gpu_acceptance.md"
     js.write_text(json.dumps(doc, indent=1, default=str))
     md.write_text(to_markdown(doc))
     return js, md
+
+
+RESULTS_BEGIN, RESULTS_END = "<!-- gpu_acceptance:begin -->", "<!-- gpu_acceptance:end -->"
+
+
+def embed_in_results(markdown: str, results_md: Path) -> Path:
+    """Put ``markdown`` (the report, headings one level down) between the gpu_acceptance markers of
+    ``results_md`` (benchmarks/RESULTS.md), appending the section when the markers are absent."""
+    body = "\n".join(("#" + line) if line.startswith("#") else line for line in markdown.strip().splitlines())
+    section = f"{RESULTS_BEGIN}\n{body}\n{RESULTS_END}"
+    text = results_md.read_text(encoding="utf-8") if results_md.exists() else ""
+    if RESULTS_BEGIN in text and RESULTS_END in text:
+        head, rest = text.split(RESULTS_BEGIN, 1)
+        text = head + section + rest.split(RESULTS_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    results_md.write_text(text, encoding="utf-8")
+    return results_md
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -981,9 +1048,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S, metavar="S",
                         help=f"overall time budget in seconds (default {DEFAULT_BUDGET_S:.0f})")
     parser.add_argument("--only", nargs="+", metavar="STEP", help="run only these steps")
+    parser.add_argument("--results-md", metavar="FILE",
+                        help="also put the report into this Markdown file between gpu_acceptance markers "
+                             "(e.g. benchmarks/RESULTS.md; refused for a dry run)")
     parser.add_argument("--step", help=argparse.SUPPRESS)  # internal: run one step in this process
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
+    if args.results_md and args.dry_run:
+        parser.error("--results-md takes real device figures only; drop it for --dry-run")
     if args.step:
         return run_step_here(args.step, out, args.dry_run)
     names = {s.name for s in all_steps()}
@@ -991,7 +1063,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown step(s) {', '.join(unknown)}; choose from {', '.join(sorted(names))}")
     doc = run_all(out, args.dry_run, args.budget, args.only)
+    if args.only:
+        merge_earlier(doc, out / "gpu_acceptance.json")
     js, md = write_outputs(doc, out)
+    if args.results_md and not args.dry_run:
+        print(f"report embedded in {embed_in_results(md.read_text(), Path(args.results_md))}")
     print()
     for t in doc["targets"]:
         print(f"TARGET {t['verdict']}: {t['target']} ({'; '.join(t['details'])})")

@@ -189,6 +189,8 @@ OTHER_RESULTS = (
     ("refine", "python benchmarks/bench_refine.py", "RADSeg+ refinement cost"),
     ("cpp_runtime", "python benchmarks/bench_cpp_runtime.py", "C++ runtime vs Python pipeline"),
     ("stream_pipeline_c-radio_v3-b", "python benchmarks/stream_pipeline.py", "Streaming runtime"),
+    ("gpu_h200/gpu_acceptance", "python3 benchmarks/gpu_acceptance.py --out benchmarks/results/gpu_h200",
+     "GPU acceptance on one H200 (kernels, pipeline, targets, AGX Orin estimate)"),
 )
 
 

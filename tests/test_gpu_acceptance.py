@@ -91,3 +91,24 @@ def test_orin_estimate_scales_by_the_larger_datasheet_ratio(acceptance):
     assert acceptance.device_spec("NVIDIA H200 NVL")[0] == "H200 NVL"
     unknown = acceptance.orin_estimate(_doc(acceptance, 5.0, 50_000_000, 6.0, 0.995, gpu="NVIDIA A100"))
     assert unknown["status"] == "not computed"
+
+
+def test_report_is_embedded_in_results_md_between_markers(tmp_path, acceptance):
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\nCPU tables.\n")
+    acceptance.embed_in_results("# GPU acceptance (H200)\n\nfirst\n", results)
+    acceptance.embed_in_results("# GPU acceptance (H200)\n\nsecond\n", results)
+    text = results.read_text()
+    assert text.startswith("# Benchmark results\n\nCPU tables.")
+    assert text.count(acceptance.RESULTS_BEGIN) == 1 and "second" in text and "first" not in text
+    assert "## GPU acceptance (H200)" in text  # headings one level down
+
+
+def test_only_keeps_the_other_steps_of_the_earlier_run(tmp_path, acceptance):
+    earlier = {"dry_run": False, "date": "D1", "steps": [{"name": "build", "status": "ok"},
+                                                         {"name": "scga_bench", "status": "timeout", "rows": []}]}
+    (tmp_path / "gpu_acceptance.json").write_text(json.dumps(earlier))
+    doc = {"dry_run": False, "machine": {}, "steps": [{"name": "scga_bench", "status": "ok", "rows": []}]}
+    acceptance.merge_earlier(doc, tmp_path / "gpu_acceptance.json")
+    assert [(s["name"], s["status"]) for s in doc["steps"]] == [("build", "ok"), ("scga_bench", "ok")]
+    assert doc["steps"][0]["from_earlier_run"] == "D1" and "from_earlier_run" not in doc["steps"][1]
