@@ -651,7 +651,9 @@ def step_aoti_cpp(ctx: StepContext) -> dict:
     module = support.frame_module(seg, vocab)
     export = ctx.build_dir / "aoti_tiny_cuda"
     t0 = time.perf_counter()
-    export_aoti_package(seg, vocab, support.HEIGHT, support.WIDTH, export, device=ctx.device, module=module)
+    # force: the package's own gate figures go to its manifest; this step's verdict is the C++ comparison below
+    export_aoti_package(seg, vocab, support.HEIGHT, support.WIDTH, export, device=ctx.device, module=module,
+                        force=True)
     ctx.add({"what": "AOTInductor CUDA package (tiny model)", "seconds": round(time.perf_counter() - t0, 1), "ok": True})
     rgb = support.photo_frame()
     ppm = support.write_ppm(ctx.build_dir / "photo.ppm", rgb)
