@@ -177,3 +177,20 @@ def test_plugin_library_is_found_from_the_environment(tmp_path, monkeypatch):
     lib.write_bytes(b"x")
     monkeypatch.setenv(plugin.PLUGIN_LIBRARY_ENV, str(lib))
     assert plugin.find_plugin_library() == lib
+
+
+def test_fixed_pipeline_graph_with_the_plugin_node_gives_the_pytorch_result(seg, tmp_path):
+    from radseg_edge.export.build import synthetic_images
+    from radseg_edge.export.fixed import FixedResolutionPipeline
+    from tests._export_helpers import FRAME_HW, tiny_vocabulary
+
+    text = tiny_vocabulary().embeddings
+    path = onnx_export.export_fixed_pipeline(seg, text, *FRAME_HW, tmp_path / "pipeline.onnx", plugin=True)
+    model = onnx.load(str(path))
+    assert [n["op_type"] for n in plugin.plugin_nodes(model)] == ["RadsegScga"]
+    frame = torch.from_numpy(synthetic_images(1, FRAME_HW, seed=5)[0])[None]
+    labels, probs = plugin.evaluate_with_reference(model, {"frame": frame.numpy()})
+    with torch.no_grad():
+        ref_labels, ref_probs = FixedResolutionPipeline(seg, text, *FRAME_HW)(frame)  # standard-op SCGA
+    assert np.abs(probs - ref_probs.numpy()).max() <= 1e-5
+    assert (labels == ref_labels.numpy()).mean() >= 0.999

@@ -177,7 +177,7 @@ def _export_fp32(radseg, vocab, opts: ExportOptions, tmp: Path, plugin: bool = F
             raise InputError("--imgsz exports the whole pipeline with the classes built in: give --vocab")
         h, w = opts.imgsz
         graphs["pipeline"] = onnx_export.export_fixed_pipeline(radseg, vocab.embeddings, h, w, tmp / "pipeline.onnx",
-                                                               opset=opts.opset)
+                                                               opset=opts.opset, plugin=plugin)
     if not graphs:
         raise InputError("nothing to export: the split graphs need windows (crop > 0, no --no-split); give --imgsz HxW for the fixed pipeline")
     return graphs

@@ -225,12 +225,24 @@ def export_head(radseg, path: str | os.PathLike, opset: int | None = None, examp
 
 
 def export_fixed_pipeline(radseg, vocab_embeddings, height: int, width: int, path: str | os.PathLike,
-                          opset: int | None = None) -> Path:
-    """The whole pipeline for one frame size: frame 1 x H x W x 3 uint8 -> (labels 1 x H x W, probs 1 x K x H x W)."""
+                          opset: int | None = None, plugin: bool = False) -> Path:
+    """The whole pipeline for one frame size: frame 1 x H x W x 3 uint8 -> (labels 1 x H x W, probs 1 x K x H x W).
+
+    ``plugin=True`` (TensorRT engine builds): its SCGA is the ``radseg::RadsegScga`` plugin node, as in
+    :func:`export_head`.
+    """
     from radseg_edge.export.fixed import FixedResolutionPipeline
 
     module = FixedResolutionPipeline(radseg, vocab_embeddings, height, width)
-    return export_module(module, (module.example_input(),), path, ["frame"], ["labels", "probs"], opset=opset)
+    table = None
+    if plugin:
+        from radseg_edge.export.graphs import ScgaModule
+        from radseg_edge.export.plugin import translation_table
+
+        module.head.scga = ScgaModule(radseg.scga_tau, plugin=True)
+        table = translation_table()
+    return export_module(module, (module.example_input(),), path, ["frame"], ["labels", "probs"], opset=opset,
+                         custom_translation_table=table)
 
 
 def keep_fp32_nodes(model) -> list[str]:

@@ -1,6 +1,7 @@
 """The TensorRT plugin node of the exported head graph: SCGA as one ``radseg::RadsegScga`` node.
 
-Engine builds (``--format engine-fp16|engine-int8``) export the head graph with SCGA as a single node
+Engine builds (``--format engine-fp16|engine-int8``) export the head graph (and the fixed-resolution
+pipeline graph of ``--imgsz``) with SCGA as a single node
 that TensorRT's ONNX parser hands to the ``RadsegScga`` IPluginV3 creator of
 ``libradseg_trt_plugin.so`` (kernels/tensorrt/radseg_trt_plugin.cpp) instead of the N x N
 MatMul -> Softmax -> MatMul of :func:`radseg_edge.export.ops.scga_export` (1 GiB per fp32 buffer at
