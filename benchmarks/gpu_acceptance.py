@@ -232,7 +232,7 @@ def step_build(ctx: StepContext) -> dict:
     done = subprocess.run(["cmake", "--build", str(build), "-j", str(os.cpu_count() or 4)], capture_output=True,
                           text=True)
     libs = sorted(str(p) for p in build.rglob("libradseg_kernels.so"))
-    ctx.add({"what": f"cmake --build (sm_{arch})", "ok": done.returncode == 0 and bool(libs),
+    ctx.add({"what": f"cmake --build ({f'sm_{arch}' if arch else 'default architectures'})", "ok": done.returncode == 0 and bool(libs),
              "seconds": round(time.perf_counter() - t0, 1), "libraries": libs,
              "log_tail": (done.stdout + done.stderr)[-1500:]})
     if done.returncode != 0 or not libs:
@@ -894,9 +894,11 @@ def scale_to_orin(ms: float, precision: str, measured_on: dict) -> dict:
 def orin_estimate(doc: dict) -> dict:
     gpu = doc.get("machine", {}).get("gpu")
     spec = device_spec(gpu)
-    if doc.get("dry_run") or spec is None:
-        return {"status": "not computed", "reason": f"no spec figures for {gpu or 'a CPU run'} (dry run: no GPU figures)"
-                if not doc.get("dry_run") else "dry run: no GPU figures"}
+    if doc.get("dry_run"):
+        return {"status": "not computed", "reason": "dry run: no GPU figures"}
+    if spec is None:
+        return {"status": "not computed", "reason": f"no datasheet figures for {gpu or 'a run without a GPU'} in "
+                                                    "DEVICE_SPECS"}
     key, figures = spec
     rows = []
     for r in _step(doc, "scga_bench").get("rows", []):
