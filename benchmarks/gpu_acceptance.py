@@ -939,6 +939,9 @@ def to_markdown(doc: dict) -> str:
     lines += ["", "## Steps", "", "| step | status | seconds | note |", "|---|---|---|---|"]
     for s in doc["steps"]:
         note = s.get("reason", "") or s["title"]
+        if "tests" in s:  # pytest's junit counts
+            note += (f" ({s['tests']} tests, {s.get('failures', 0)} failed, {s.get('errors', 0)} errors, "
+                     f"{s.get('skipped', 0)} skipped)")
         if s.get("from_earlier_run"):
             note += f" (from the run of {s['from_earlier_run']})"
         lines.append(f"| {s['name']} | {s['status']} | {s.get('seconds', '-')} | {note} |")
@@ -976,6 +979,16 @@ def to_markdown(doc: dict) -> str:
             lines += ["", f"## {s}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
             for r in rows:
                 lines.append("| " + " | ".join(_cell(r.get(c)) for c in cols) + " |")
+    for s in ("build", "aoti_cpp"):
+        rows = _step(doc, s).get("rows", [])
+        if rows:
+            lines += ["", f"## {s}", ""]
+            for r in rows:
+                extra = {k: v for k, v in r.items() if k in ("libraries", "path", "label_mismatches", "pixels",
+                                                              "max_prob_diff", "status")}
+                lines.append(f"- {r.get('what')}: {'ok' if r.get('ok', r.get('status') == 'ok') else 'FAILED'}"
+                             + (f" in {r['seconds']} s" if "seconds" in r else "")
+                             + (f" {json.dumps(extra, default=str)}" if extra else ""))
     est = doc["orin_estimate"]
     lines += ["", "## AGX Orin: ESTIMATE (not measured)", ""]
     if est.get("status") != "estimate":
