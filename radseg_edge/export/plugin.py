@@ -17,6 +17,11 @@ input            ``features`` B x N x C, float / float16 / bfloat16
 output           B x N x C, the input's dtype
 ===============  ===================================================================
 
+How TensorRT reads it (onnx-tensorrt 10.x, ``onnxOpImporters.cpp``): an op type without a built-in importer
+goes to the fallback plugin importer, which looks the creator up by (op_type, ``plugin_version``,
+``plugin_namespace``; the node's domain when the namespace is empty) and fills each of the creator's fields
+from the attribute of the same name (FLOAT -> kFLOAT32, INT -> kINT32), then adds an IPluginV3 layer.
+
 ONNX Runtime cannot run the node; ONNX Runtime formats therefore keep the standard-op graph, and
 :func:`evaluate_with_reference` runs a plugin graph on the CPU with the reference operator in the
 plugin's place (onnx's reference evaluator), which is how the tests check it.
