@@ -193,6 +193,8 @@ OTHER_RESULTS = (
     ("ros2_overhead_tiny", "python benchmarks/bench_ros2_overhead.py --model tiny --size 480x640 --frames 4",
      "ROS 2 adapter overhead vs the bare backend"),
     ("mapping", "python benchmarks/bench_mapping.py", "3D mapping: fusion cost per frame vs segmentation"),
+    ("gpu_h200/gpu_acceptance", "python3 benchmarks/gpu_acceptance.py --out benchmarks/results/gpu_h200",
+     "GPU acceptance on one H200 (kernels, pipeline, targets, AGX Orin estimate)"),
 )
 
 OTHER_RESULTS_HEADING = "## Other benchmark scripts"

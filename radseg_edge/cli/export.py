@@ -15,6 +15,8 @@ FORMAT_HELP = """formats:
   onnx-int8       Q/DQ INT8 (MatMul/Gemm/Conv only), calibrated on --calib DIR (ModelOpt, else ONNX Runtime)
   engine-fp16     TensorRT engines for THIS GPU (needs tensorrt and a GPU; TRT 10 weakly / TRT 11 strongly typed)
   engine-int8     TensorRT INT8 engines from the Q/DQ graphs
+                  (engine formats: SCGA of the head graph is the radseg TensorRT plugin's node, built from
+                  kernels/ by CMake; --no-plugin keeps standard ops)
   torch-tensorrt  torch-tensorrt compiled programs saved as ExportedPrograms (needs torch_tensorrt and a GPU)
 """ + AOTI_HELP + """
 Every export is compared with the PyTorch pipeline (accuracy gate); a failing export is refused unless --force.
@@ -33,6 +35,10 @@ def register(sub) -> None:
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
     p.add_argument("--imgsz", metavar="HxW", help="also export the whole pipeline for frames of this size (e.g. 480x640)")
     p.add_argument("--no-split", action="store_true", help="with --imgsz: skip the backbone/head graphs")
+    p.add_argument("--no-plugin", action="store_true",
+                   help="engine formats: keep SCGA as standard ONNX ops instead of the radseg TensorRT plugin node")
+    p.add_argument("--plugin-lib", metavar="FILE",
+                   help="libradseg_trt_plugin.so for engine builds (default: $RADSEG_TRT_PLUGIN_LIB, build/kernels/)")
     p.add_argument("--vocab", metavar="FILE", help="vocabulary file (`radseg-edge vocab build`); needed with --imgsz")
     p.add_argument("--calib", metavar="DIR", help="folder of sample images for INT8 calibration and the accuracy gate")
     p.add_argument("--calib-limit", type=int, default=32, help="at most this many calibration images (default 32)")
@@ -98,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         gate_limit=args.gate_limit, thresholds=_thresholds(args, FORMAT_PRECISION[args.format]), force=args.force,
         opset=args.opset, workspace_mib=args.workspace, max_windows=args.max_windows, max_classes=args.max_classes,
         quant_backend=args.quant_backend, quantize_attention=args.quantize_attention, split=not args.no_split,
+        plugin=not args.no_plugin, plugin_library=args.plugin_lib,
     )
     info = {"checkpoint": args.checkpoint or args.model, "random_weights": bool(args.random_weights)}
     manifest = export_model(seg, args.format, args.out, vocabulary=vocab, options=options, model_info=info)

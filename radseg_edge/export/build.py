@@ -31,6 +31,7 @@ from radseg_edge.export import onnx as onnx_export
 from radseg_edge.export.cache import sha256_file
 from radseg_edge.export.gate import DEFAULT_THRESHOLDS, GateThresholds, compare, enforce
 from radseg_edge.export.manifest import Manifest
+from radseg_edge.export.plugin import graph_plugins
 
 FORMATS = ("onnx", "onnx-fp16", "onnx-int8", "engine-fp16", "engine-int8", "torch-tensorrt")
 
@@ -58,6 +59,8 @@ class ExportOptions:
     quant_backend: str = "auto"
     quantize_attention: bool = False
     split: bool = True
+    plugin: bool = True  # engine builds: SCGA as the TensorRT plugin's node (False: standard ops)
+    plugin_library: str | None = None  # libradseg_trt_plugin.so (default: radseg_edge.export.plugin lookup)
     progress: bool = True
     notes: list[str] = field(default_factory=list)
 
@@ -163,18 +166,18 @@ def calibration_inputs(images: list[np.ndarray], role: str, crop: int, stride: i
     return stack_calibration(gen(), progress=progress, total=len(images))
 
 
-def _export_fp32(radseg, vocab, opts: ExportOptions, tmp: Path) -> dict[str, Path]:
+def _export_fp32(radseg, vocab, opts: ExportOptions, tmp: Path, plugin: bool = False) -> dict[str, Path]:
     graphs: dict[str, Path] = {}
     if opts.split and radseg.crop > 0:
         graphs["backbone"] = onnx_export.export_backbone(radseg, tmp / "backbone.onnx", opset=opts.opset,
                                                          max_windows=max(opts.max_windows, 2))
-        graphs["head"] = onnx_export.export_head(radseg, tmp / "head.onnx", opset=opts.opset)
+        graphs["head"] = onnx_export.export_head(radseg, tmp / "head.onnx", opset=opts.opset, plugin=plugin)
     if opts.imgsz is not None:
         if vocab is None:
             raise InputError("--imgsz exports the whole pipeline with the classes built in: give --vocab")
         h, w = opts.imgsz
         graphs["pipeline"] = onnx_export.export_fixed_pipeline(radseg, vocab.embeddings, h, w, tmp / "pipeline.onnx",
-                                                               opset=opts.opset)
+                                                               opset=opts.opset, plugin=plugin)
     if not graphs:
         raise InputError("nothing to export: the split graphs need windows (crop > 0, no --no-split); give --imgsz HxW for the fixed pipeline")
     return graphs
@@ -196,7 +199,7 @@ def _move(src: Path, out_dir: Path, name: str) -> Path:
 
 def build_folder_engines(export_dir: str | os.PathLike, precision: str, workspace_mib: int = 1024,
                          max_windows: int = 32, max_classes: int = 1024, max_image_side: int = 2048,
-                         progress: bool = True) -> Manifest:
+                         progress: bool = True, plugin_library: str | None = None) -> Manifest:
     """Build TensorRT engines on THIS machine for the ONNX graphs of an export folder; updates its manifest.
 
     The folder may come from another machine (``radseg-edge export --format onnx`` on a desktop, then this
@@ -209,6 +212,7 @@ def build_folder_engines(export_dir: str | os.PathLike, precision: str, workspac
     """
     from radseg_edge.export.cache import EngineKey, describe_device, format_profile, write_key
     from radseg_edge.export.engine import build_engine, plan_build, required_onnx_kind
+    from radseg_edge.export.plugin import find_plugin_library
 
     trt = require("tensorrt", "trt", "TensorRT engine builds")
     folder = Path(export_dir)
@@ -233,12 +237,16 @@ def build_folder_engines(export_dir: str | os.PathLike, precision: str, workspac
         profile = profiles.get(role)
         onnx_path = folder / art["file"]
         engine_path = folder / f"{role}.{role_precision}.engine"
-        engine_path.write_bytes(build_engine(onnx_path, plan, profile, timing_cache=timing_cache, progress=progress))
-        write_key(engine_path, EngineKey.create(device, role_precision, onnx_path, profile))
+        plugins = art.get("plugins", [])
+        libraries = [find_plugin_library(plugin_library)] if plugins else []
+        engine_path.write_bytes(build_engine(onnx_path, plan, profile, timing_cache=timing_cache,
+                                             plugin_libraries=libraries, progress=progress))
+        write_key(engine_path, EngineKey.create(device, role_precision, onnx_path, profile, plugin_libraries=libraries))
         extra = {"imgsz": art["imgsz"]} if "imgsz" in art else {}
         manifest.artefacts[f"{role}_engine"] = artefact_record(
             engine_path, onnx=onnx_path.name, precision=role_precision, shape_profile=format_profile(profile),
-            plugins=[], build=list(plan.notes), device=device.__dict__, **extra)
+            plugins=plugins, plugin_libraries=[p.name for p in libraries], build=list(plan.notes),
+            device=device.__dict__, **extra)
     manifest.format = f"engine-{precision}"
     manifest.precision = precision
     manifest.write(folder)
@@ -415,19 +423,20 @@ def export_model(radseg, fmt: str, out_dir: str | os.PathLike, vocabulary=None, 
         kinds = _onnx_kinds(fmt)
         device = radseg.device
         with tempfile.TemporaryDirectory() as tmp:
-            graphs = _export_fp32(radseg.to("cpu"), vocab, opts, Path(tmp))
+            plugin = opts.plugin and fmt.startswith("engine")  # ONNX Runtime formats keep standard ops
+            graphs = _export_fp32(radseg.to("cpu"), vocab, opts, Path(tmp), plugin=plugin)
             for role, src in graphs.items():
                 kind = kinds["head" if role == "head" else "graph"]
                 path = _precision_variant(radseg, role, src, kind, opts, out_dir, calib_images, notes)
                 if kind == "qdq" and role == "head":
                     kind = "fp32"
                 extra = {"imgsz": list(opts.imgsz)} if role == "pipeline" else {}
-                artefacts[role] = artefact_record(path, kind=kind, **extra)
+                artefacts[role] = artefact_record(path, kind=kind, plugins=graph_plugins(path), **extra)
         radseg.to(device)
         if fmt.startswith("engine"):
             manifest.write(out_dir)
             manifest = build_folder_engines(out_dir, precision, opts.workspace_mib, opts.max_windows, opts.max_classes,
-                                            opts.max_image_side, opts.progress)
+                                            opts.max_image_side, opts.progress, plugin_library=opts.plugin_library)
     manifest.write(out_dir)
     manifest.gate, checks, thresholds = _gate(radseg, out_dir, fmt, vocab, opts, notes)
     manifest.notes = notes

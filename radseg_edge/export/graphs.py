@@ -27,15 +27,26 @@ from radseg_edge.export.ops import (
 
 class ScgaModule(nn.Module):
     """SCGA on a 1 x C x h x w map (statistics in fp32). A module of its own so that its nodes carry the
-    ``scga`` name scope in the exported graph (the FP16 converter keeps them in fp32)."""
+    ``scga`` name scope in the exported graph (the FP16 converter keeps them in fp32).
 
-    def __init__(self, tau: float = 10.0) -> None:
+    With ``plugin=True`` SCGA is the one ``radseg::RadsegScga`` node of the TensorRT plugin
+    (:mod:`radseg_edge.export.plugin`; export with its ``translation_table()``) instead of standard ops.
+    """
+
+    def __init__(self, tau: float = 10.0, plugin: bool = False) -> None:
         super().__init__()
         self.tau = float(tau)
+        self.plugin = bool(plugin)
+        if self.plugin:
+            import radseg_edge.export.plugin  # noqa: F401  (registers torch.ops.radseg_export.scga_plugin)
 
     def forward(self, features: Tensor) -> Tensor:
         b, c, h, w = features.shape
-        out = scga_export(features.flatten(2).transpose(1, 2), self.tau)
+        tokens = features.flatten(2).transpose(1, 2)
+        if self.plugin:
+            out = torch.ops.radseg_export.scga_plugin(tokens, self.tau, 0)
+        else:
+            out = scga_export(tokens, self.tau)
         return out.transpose(1, 2).reshape(b, c, h, w)
 
 
@@ -104,17 +115,19 @@ class LanguageHead(nn.Module):
 class HeadGraph(nn.Module):
     """SCGA + language head + cosine against class embeddings given as an input.
 
+    ``plugin=True``: SCGA as the TensorRT plugin's node (engine builds), see :class:`ScgaModule`.
+
     forward:
         features: 1 x C x h x w stitched backbone features (fp32);
         text_embeddings: K x D class embeddings (any norm).
         -> probabilities 1 x K x h x w (before upsampling and denoising).
     """
 
-    def __init__(self, radio: nn.Module, scga_tau: float = 10.0) -> None:
+    def __init__(self, radio: nn.Module, scga_tau: float = 10.0, plugin: bool = False) -> None:
         super().__init__()
         if radio.language_adaptor is None:
             raise ValueError("the RADIO model has no language head loaded")
-        self.scga = ScgaModule(scga_tau)
+        self.scga = ScgaModule(scga_tau, plugin)
         self.language = LanguageHead(radio.heads[radio.language_adaptor].summary_head)
 
     def forward(self, features: Tensor, text_embeddings: Tensor) -> Tensor:

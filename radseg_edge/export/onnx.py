@@ -146,10 +146,13 @@ def export_module(
     dynamic_shapes=None,
     opset: int | None = None,
     fold: bool = True,
+    custom_translation_table: dict | None = None,
 ) -> Path:
     """Export ``module(*args)`` to ``path`` with the dynamo exporter, fold constants, check and save.
 
-    Returns the written path. Raises EngineError when export or checks fail.
+    ``custom_translation_table`` maps custom torch ops to ONNX (e.g. the TensorRT plugin node,
+    :func:`radseg_edge.export.plugin.translation_table`). Returns the written path. Raises EngineError
+    when export or checks fail.
     """
     onnx = require("onnx", "onnx", "ONNX export")
     require("onnxscript", "onnx", "ONNX export (torch's dynamo exporter)")
@@ -165,6 +168,7 @@ def export_module(
                 output_names=list(output_names),
                 dynamic_shapes=dynamic_shapes,
                 opset_version=opset,
+                custom_translation_table=custom_translation_table,
                 dynamo=True,
                 verbose=False,
             )
@@ -197,9 +201,18 @@ def export_backbone(radseg, path: str | os.PathLike, crop_hw: tuple[int, int] | 
 
 
 def export_head(radseg, path: str | os.PathLike, opset: int | None = None, example_hw: tuple[int, int] = (9, 13),
-                example_classes: int = 5) -> Path:
-    """SCGA + language head + cosine: (features 1 x C x h x w, text_embeddings K x D) -> probs 1 x K x h x w."""
-    module = HeadGraph(radseg.radio, radseg.scga_tau)
+                example_classes: int = 5, plugin: bool = False) -> Path:
+    """SCGA + language head + cosine: (features 1 x C x h x w, text_embeddings K x D) -> probs 1 x K x h x w.
+
+    ``plugin=True`` (TensorRT engine builds): SCGA is one ``radseg::RadsegScga`` node for the TensorRT
+    plugin (:mod:`radseg_edge.export.plugin`); ONNX Runtime cannot run that graph.
+    """
+    module = HeadGraph(radseg.radio, radseg.scga_tau, plugin=plugin)
+    table = None
+    if plugin:
+        from radseg_edge.export.plugin import translation_table
+
+        table = translation_table()
     c = radseg.radio.embed_dim
     feats = torch.randn(1, c, *example_hw)
     text = torch.randn(example_classes, radseg.embedding_dim)
@@ -207,16 +220,29 @@ def export_head(radseg, path: str | os.PathLike, opset: int | None = None, examp
     w = torch.export.Dim("w", min=1, max=1024)
     k = torch.export.Dim("classes", min=1, max=4096)
     return export_module(module, (feats, text), path, ["features", "text_embeddings"], ["probs"],
-                         dynamic_shapes={"features": {2: h, 3: w}, "text_embeddings": {0: k}}, opset=opset)
+                         dynamic_shapes={"features": {2: h, 3: w}, "text_embeddings": {0: k}}, opset=opset,
+                         custom_translation_table=table)
 
 
 def export_fixed_pipeline(radseg, vocab_embeddings, height: int, width: int, path: str | os.PathLike,
-                          opset: int | None = None) -> Path:
-    """The whole pipeline for one frame size: frame 1 x H x W x 3 uint8 -> (labels 1 x H x W, probs 1 x K x H x W)."""
+                          opset: int | None = None, plugin: bool = False) -> Path:
+    """The whole pipeline for one frame size: frame 1 x H x W x 3 uint8 -> (labels 1 x H x W, probs 1 x K x H x W).
+
+    ``plugin=True`` (TensorRT engine builds): its SCGA is the ``radseg::RadsegScga`` plugin node, as in
+    :func:`export_head`.
+    """
     from radseg_edge.export.fixed import FixedResolutionPipeline
 
     module = FixedResolutionPipeline(radseg, vocab_embeddings, height, width)
-    return export_module(module, (module.example_input(),), path, ["frame"], ["labels", "probs"], opset=opset)
+    table = None
+    if plugin:
+        from radseg_edge.export.graphs import ScgaModule
+        from radseg_edge.export.plugin import translation_table
+
+        module.head.scga = ScgaModule(radseg.scga_tau, plugin=True)
+        table = translation_table()
+    return export_module(module, (module.example_input(),), path, ["frame"], ["labels", "probs"], opset=opset,
+                         custom_translation_table=table)
 
 
 def keep_fp32_nodes(model) -> list[str]:
