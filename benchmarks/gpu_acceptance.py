@@ -25,7 +25,7 @@ pipeline_aoti      the fixed-resolution pipeline compiled by AOTInductor for CUD
 =================  ==========================================================================================
 
 Optional steps (:data:`OPTIONAL_STEPS`): a step whose module is not in this checkout is recorded as skipped;
-that is the hook for later lines (e.g. mapping fusion): add ``("name", "module", "function")``, where
+that is the hook for later lines: add ``("name", "module", "function")``, where
 ``module.function(ctx)`` takes a :class:`StepContext` and returns a dict with a ``status``.
 
 Output: ``gpu_acceptance.json`` and ``gpu_acceptance.md`` in ``--out`` (per-step files under ``steps/``), the
@@ -600,7 +600,21 @@ def step_pipeline_aoti(ctx: StepContext) -> dict:
 
 #: the kernel test files (the compile-only tests/test_native_compile.py is left out: the build step compiles).
 GPU_TEST_FILES = ("tests/test_kernels_cuda.py", "tests/test_kernels_library.py", "tests/test_kernels_pipeline.py",
-                  "tests/test_kernels_triton.py")
+                  "tests/test_kernels_triton.py", "tests/test_kernels_triton_gpu.py")
+
+
+def step_mapping(ctx: StepContext) -> dict:
+    """3D mapping fusion cost per frame vs segmentation (benchmarks/bench_mapping.py, quick run) on the device.
+    The dry run only checks that the benchmark imports: its C-RADIOv3-B segmentation takes minutes on a CPU."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    bench_mapping = importlib.import_module("bench_mapping")
+    if ctx.dry_run:
+        return {"status": "skipped", "reason": "dry run: bench_mapping imported, not run (C-RADIOv3-B on a CPU)"}
+    doc = bench_mapping.run(ctx.device, quick=True)
+    ctx.info["segmentation"] = doc["segmentation"]
+    for row in doc["rows"]:
+        ctx.add(row)
+    return {"status": "ok"}
 
 
 def step_gpu_tests(ctx: StepContext) -> dict:
@@ -685,12 +699,11 @@ STEPS = (
     Step("pipeline_compile", step_pipeline_compile, 90, "Pipeline with torch.compile"),
     Step("aoti_cpp", step_aoti_cpp, 90, "C++ runtime with an AOTInductor CUDA package"),
     Step("pipeline_aoti", step_pipeline_aoti, 120, "Pipeline as AOTInductor packages"),
+    Step("mapping_fusion", step_mapping, 90, "3D mapping: fusion cost per frame vs segmentation (quick)"),
 )
 
 #: the hook for later lines: (name, module, function); a missing module makes the step "skipped".
-OPTIONAL_STEPS: tuple[tuple[str, str, str], ...] = (
-    ("mapping_fusion", "radseg_edge.mapping.acceptance", "gpu_acceptance_step"),
-)
+OPTIONAL_STEPS: tuple[tuple[str, str, str], ...] = ()
 
 
 def all_steps() -> list[Step]:
@@ -979,6 +992,14 @@ def to_markdown(doc: dict) -> str:
             lines += ["", f"## {s}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
             for r in rows:
                 lines.append("| " + " | ".join(_cell(r.get(c)) for c in cols) + " |")
+    mapping = _step(doc, "mapping_fusion")
+    if mapping.get("rows"):
+        seg = mapping.get("info", {}).get("segmentation", {})
+        lines += ["", f"## mapping_fusion (segmentation {_ms(seg.get('ms'))} ms per {seg.get('size')} frame)", "",
+                  "| fused values | fuse ms/frame | fuse / segmentation | MiB per 1M voxels |", "|---|---|---|---|"]
+        for r in mapping["rows"]:
+            lines.append(f"| {r['row']} | {_ms(r['fuse_ms'])} | {r['ratio_to_segmentation']:.3f} | "
+                         f"{r['mib_per_million_voxels']:.0f} |")
     for s in ("build", "aoti_cpp"):
         rows = _step(doc, s).get("rows", [])
         if rows:
