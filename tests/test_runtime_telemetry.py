@@ -117,3 +117,16 @@ def test_jtop_samples_are_summarised(monkeypatch, tmp_path):
     assert out["jtop"]["nvpmodel"] == "MAXN" and out["jtop"]["jetson_clocks"] == "ON"
     assert out["jtop"]["power_mw"]["TOT"]["max"] == 9300.0
     assert out["board"]["hardware"]["Module"] == "NVIDIA Jetson Orin Nano"
+
+
+def test_a_long_run_keeps_a_bounded_record_covering_the_whole_run(monkeypatch, tmp_path):
+    _on_jetson(monkeypatch, tmp_path)
+    seq = [dict(JTOP_STATS, **{"Power TOT": 9000}) for _ in range(50)]
+    monkeypatch.setitem(sys.modules, "jtop", _fake_jtop_module(seq))
+    s = TelemetrySampler(interval=0.01, max_samples=8).start()
+    s._thread.join(5)
+    s.stop()
+    assert len(s.samples) <= 8 and s.thinned >= 2
+    out = s.summary(frames=50)
+    assert out["jtop"]["thinned"] == s.thinned
+    assert s.samples[0].t < s.samples[-1].t  # first and late samples are both kept: the record spans the run

@@ -108,9 +108,14 @@ class TelemetrySampler:
         tel = TelemetrySampler(); tel.start(); ...; tel.stop(); tel.summary(frames)
     """
 
-    def __init__(self, interval: float = 0.5, enabled: bool = True) -> None:
+    def __init__(self, interval: float = 0.5, enabled: bool = True, max_samples: int = 4096) -> None:
         self.interval = interval
         self.enabled = enabled
+        #: bounded for runs of any length: past ``max_samples`` every second sample is dropped, so the record
+        #: keeps covering the whole run at half the rate (energy stays a trapezoid over the run; a short peak
+        #: may then be missed by the max figures).
+        self.max_samples = max(2, int(max_samples))
+        self.thinned = 0  # how many times the record was halved
         self.samples: list[Sample] = []
         self.board: dict[str, Any] | None = None
         self.reason: str | None = None  # why there is no jtop data (None while jtop works)
@@ -162,6 +167,9 @@ class TelemetrySampler:
             self._ready.set()
             while not self._stop.is_set() and j.ok():
                 self.samples.append(parse_jtop_stats(dict(j.stats), time.perf_counter()))
+                if len(self.samples) > self.max_samples:
+                    self.samples = self.samples[::2]
+                    self.thinned += 1
         except Exception as exc:
             self.reason = f"jtop stopped ({type(exc).__name__}: {exc})"
         finally:
@@ -191,6 +199,7 @@ class TelemetrySampler:
         }
         if self.samples:
             out["jtop"] = summarize_samples(self.samples, frames)
+            out["jtop"]["thinned"] = self.thinned
             if self.board is not None:
                 out["board"] = self.board
         else:
