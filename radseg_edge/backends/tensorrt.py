@@ -46,6 +46,11 @@ def torch_dtype(dtype: tensorrt.DataType) -> torch.dtype:
     return table[dtype]
 
 
+def dims_tuple(dims: tensorrt.Dims) -> tuple[int, ...]:
+    """A TensorRT Dims as a tuple of ints."""
+    return tuple(int(dims[i]) for i in range(len(dims)))
+
+
 class EngineRunner:
     """One deserialized engine with an execution context; ``runner(name=tensor, ...)`` -> {output: tensor}.
 
@@ -78,7 +83,7 @@ class EngineRunner:
     def profile_shapes(self, name: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         """(min, opt, max) shapes of input ``name`` in the engine's first optimization profile."""
         lo, opt, hi = self.engine.get_tensor_profile_shape(name, 0)
-        return tuple(lo), tuple(opt), tuple(hi)
+        return dims_tuple(lo), dims_tuple(opt), dims_tuple(hi)
 
     def _device_memory(self) -> None:
         """Give the context device memory for the current input shapes (grown when a larger shape needs more)."""
@@ -102,7 +107,7 @@ class EngineRunner:
         self._device_memory()
         out = {}
         for name in self.outputs:
-            shape = tuple(self.context.get_tensor_shape(name))
+            shape = dims_tuple(self.context.get_tensor_shape(name))
             t = torch.empty(shape, dtype=torch_dtype(self.engine.get_tensor_dtype(name)), device=self.device)
             self.context.set_tensor_address(name, t.data_ptr())
             out[name] = t
@@ -157,6 +162,7 @@ class TensorRTBackend(ExportedBackend):
         machine = device_description or describe_device()
         self.runners = {r: load_verified_engine(self.folder, self.manifest, r, machine, runner)
                         for r in self.roles.values() if r in self.manifest.artefacts}
+        self.device = next(iter(self.runners.values())).device
 
     def export_hint(self) -> str:
         return "run `radseg-edge export --format engine-fp16`"

@@ -344,7 +344,7 @@ def _gate(radseg, out_dir: Path, fmt: str, vocab, opts: ExportOptions, notes: li
     backend = make_backend(name, export_dir=out_dir, **options)
     thresholds = opts.thresholds or DEFAULT_THRESHOLDS[FORMAT_PRECISION[fmt]]
     text = vocab.embeddings if vocab is not None else torch.randn(8, radseg.embedding_dim, generator=torch.Generator().manual_seed(0))
-    figures = {"thresholds": thresholds.__dict__}
+    figures: dict = {"thresholds": thresholds.__dict__}
     checks = []
     ref_fn: Callable = lambda img: _triple(radseg(img, text))  # noqa: E731
     if any(r in backend.manifest.artefacts for r in ("backbone", "backbone_engine", "backbone_trt")):
@@ -441,7 +441,7 @@ def export_model(radseg, fmt: str, out_dir: str | os.PathLike, vocabulary=None, 
                 path = _precision_variant(radseg, role, src, kind, opts, out_dir, calib_images, notes)
                 if kind == "qdq" and role == "head":
                     kind = "fp32"
-                extra: dict = {"imgsz": list(opts.imgsz)} if role == "pipeline" else {"profile": profiles[role]}
+                extra: dict = {"imgsz": list(opts.imgsz or ())} if role == "pipeline" else {"profile": profiles[role]}
                 if role == "backbone":
                     extra["max_windows"] = max(opts.max_windows, 2)
                 artefacts[role] = artefact_record(path, kind=kind, **extra)

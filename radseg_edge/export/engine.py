@@ -266,7 +266,8 @@ def build_engine(
     if shape_profile:
         profile = builder.create_optimization_profile()
         for name, (smin, sopt, smax) in shape_profile.items():
-            profile.set_shape(name, tuple(smin), tuple(sopt), tuple(smax))
+            profile.set_shape(name, trt.Dims([int(d) for d in smin]), trt.Dims([int(d) for d in sopt]),
+                              trt.Dims([int(d) for d in smax]))
         config.add_optimization_profile(profile)
     if timing_cache is not None:
         _attach_timing_cache(config, Path(timing_cache))
