@@ -88,6 +88,90 @@ def test_cpp_tensorrt_code_compiles_against_the_tensorrt_headers(source, version
     cuda = _cuda_include()
     if cuda is None:
         pytest.skip("no CUDA headers (nvcc's include folder) on this machine")
-    cmd = [cxx, "-std=c++17", "-fsyntax-only", "-Wall", *CPP_SOURCES[source], f"-I{headers}", f"-I{cuda}", source]
+    cmd = [cxx, "-std=c++17", "-fsyntax-only", "-Wall", *CPP_SOURCES[source], "-isystem", str(headers), "-isystem",
+           str(cuda), source]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+KEY_DRIVER = r"""
+#include <iostream>
+#include "engine_key.hpp"
+#include "radseg_edge/segmenter.hpp"
+// argv: engine gpu_name sm sm_count tensorrt cuda l4t precision shape_profile onnx [plugins...]
+int main(int argc, char** argv) {
+  radseg::ExpectedKey key;
+  key.device = {argv[2], argv[3], std::stoll(argv[4]), argv[5], argv[6], argv[7]};
+  key.precision = argv[8];
+  key.shape_profile = argv[9];
+  key.onnx_path = argv[10];
+  for (int i = 11; i < argc; ++i) key.plugin_paths.push_back(argv[i]);
+  try {
+    radseg::verify_engine(argv[1], key);
+    std::cout << "ok";
+  } catch (const radseg::Error& e) {
+    std::cout << e.what();
+  }
+  return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def key_checker(tmp_path_factory):
+    cxx = shutil.which("g++")
+    if cxx is None:
+        pytest.skip("g++ is not installed")
+    folder = tmp_path_factory.mktemp("engine_key")
+    (folder / "driver.cpp").write_text(KEY_DRIVER)
+    exe = folder / "check_key"
+    subprocess.run([cxx, "-std=c++17", "-O1", "-Icpp/include", "-Icpp/src", str(folder / "driver.cpp"),
+                    "cpp/src/engine_key.cpp", "cpp/src/json.cpp", "-o", str(exe)], cwd=REPO, check=True, timeout=300)
+    return exe
+
+
+def test_cpp_backend_refuses_a_mismatched_engine_key_with_the_python_message(key_checker, tmp_path):
+    from dataclasses import astuple
+
+    from radseg_edge.errors import EngineError
+    from radseg_edge.export.cache import (
+        DeviceDescription,
+        EngineKey,
+        format_profile,
+        sha256_file,
+        verify_engine,
+        write_key,
+    )
+
+    nano = DeviceDescription("Orin", "8.7", 8, "10.3.0.26", "12.6", "36.4.3")
+    agx = DeviceDescription("Orin", "8.7", 16, "10.3.0.26", "12.6", "36.4.3")
+    onnx, plugin, engine = tmp_path / "pipeline.onnx", tmp_path / "libradseg_trt_plugin.so", tmp_path / "p.engine"
+    onnx.write_bytes(b"onnx " * 1000)
+    plugin.write_bytes(bytes(range(256)) * 300)  # several SHA-256 blocks and a partial one
+    engine.write_bytes(b"engine")
+    profile = format_profile({"windows": ((1, 3, 64, 64), (6, 3, 64, 64), (32, 3, 64, 64))})
+
+    def cpp(device: DeviceDescription, plugins=(plugin,)) -> str:
+        args = [str(engine), *map(str, astuple(device)), "fp16", profile, str(onnx), *map(str, plugins)]
+        return subprocess.run([str(key_checker), *args], capture_output=True, text=True, timeout=60, check=True).stdout
+
+    def python(device: DeviceDescription, plugins=(plugin,)) -> str:
+        try:
+            verify_engine(engine, EngineKey.create(device, "fp16", onnx, profile, plugins))
+        except EngineError as exc:
+            return str(exc)
+        return "ok"
+
+    write_key(engine, EngineKey.create(agx, "fp16", onnx, profile, [plugin]))
+    assert cpp(agx) == python(agx) == "ok"
+    assert cpp(nano) == python(nano) and "device.sm_count: engine has 16, this machine needs 8" in cpp(nano)
+    assert cpp(agx, ()) == python(agx, ()) and "plugin_sha256: engine has ['" + sha256_file(plugin) in cpp(agx, ())
+    short = EngineKey.create(agx, "fp16", onnx, profile, [plugin])
+    write_key(engine, EngineKey(DeviceDescription("Orin", "8.7", 16, "10.3.0", "12.6", "36.4.3"), *astuple(short)[1:]))
+    assert cpp(agx) == "ok"  # a Python package reporting "10.3.0" matches the library 10.3.0.26
+    write_key(engine, short)
+    engine.write_bytes(b"tampered")
+    assert cpp(agx) == python(agx) and "changed after it was built" in cpp(agx)
+    key_record = engine.with_name("p.engine.json")
+    key_record.unlink()
+    assert cpp(agx) == python(agx) and "has no key record" in cpp(agx)
