@@ -19,7 +19,6 @@ from radseg_edge.export.cache import (
     format_profile,
     key_path,
     sha256_file,
-    timing_cache_path,
     write_key,
 )
 from radseg_edge.export.manifest import Manifest
@@ -167,6 +166,7 @@ def test_3_engines_run_on_their_own_stream_not_the_default_one(tmp_path, trt):
 
 # -- 4. timing caches keyed by device and checked ---------------------------------------------------------------------
 def test_4_timing_cache_from_another_gpu_is_replaced_and_a_missing_cache_does_not_crash(tmp_path, trt):
+    from radseg_edge.export.cache import timing_cache_path
     from radseg_edge.export.engine import build_engine, plan_build
 
     assert timing_cache_path(tmp_path, ORIN_NANO) != timing_cache_path(tmp_path, ORIN_AGX)
@@ -229,6 +229,7 @@ def test_5_fp16_conversion_keeps_similarities_norms_and_their_thresholds_in_fp32
 def test_6_plugin_libraries_are_copied_hashed_keyed_and_loaded_through_the_registry_first(tmp_path, trt, monkeypatch):
     from radseg_edge.export import build as build_module
     from radseg_edge.export import cache as cache_module
+    from radseg_edge.export.cache import timing_cache_path
 
     monkeypatch.setattr(cache_module, "describe_device", lambda: ORIN_NANO)
     folder = tmp_path / "export"
