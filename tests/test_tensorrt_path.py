@@ -399,16 +399,31 @@ def test_8_onnxruntime_tensorrt_ep_gets_shape_ranges_and_the_right_precision_swi
 
 # -- 9. ModelOpt AutoCast's magnitude guard stays on -----------------------------------------------------------------
 def test_9_fp16_conversion_keeps_autocast_magnitude_guard_finite(tmp_path, monkeypatch):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
     from radseg_edge.export import fp16
 
+    graph = helper.make_graph([helper.make_node("Cast", ["frame"], ["x"], to=TensorProto.FLOAT)], "g",
+                              [helper.make_tensor_value_info("frame", TensorProto.UINT8, [1, 4, 6, 3])],
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 3])])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph), str(path))
     rec = Recorder()
+
+    def convert(onnx_path, **kw):
+        data = np.load(kw["calibration_data"])  # what the magnitude check runs on
+        rec.add("convert_to_mixed_precision", onnx_path, frame=data["frame"], **kw)
+
     autocast = types.ModuleType("modelopt.onnx.autocast")
     autocast.__file__ = "<fake autocast>"
-    autocast.convert_to_mixed_precision = lambda path, **kw: rec.add("convert_to_mixed_precision", path, **kw)
+    autocast.convert_to_mixed_precision = convert
     monkeypatch.setitem(sys.modules, "modelopt.onnx.autocast", autocast)
-    fp16._convert_modelopt(tmp_path / "m.onnx", ["node_matmul"])
+    fp16._convert_modelopt(path, ["node_matmul"])
     (_, kw), = rec.of("convert_to_mixed_precision")
     assert math.isfinite(kw["data_max"]) and kw["data_max"] == fp16.DATA_MAX <= 65504
+    assert kw["frame"].dtype == np.uint8 and kw["frame"].shape == (1, 4, 6, 3)  # valid inputs for the check
     assert {"Pow", "Sqrt", "ReduceL2"} <= set(kw["op_types_to_exclude"]) and kw["nodes_to_exclude"] == ["node_matmul"]
 
 

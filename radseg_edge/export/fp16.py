@@ -109,12 +109,41 @@ def fp32_island_nodes(model) -> list[str]:
     return keep
 
 
+def sample_inputs(model, seed: int = 0) -> dict:
+    """Plausible inputs of a graph for AutoCast's magnitude check: frames uint8 in [0, 255], float inputs
+    in [0, 1) (windows, features; text embeddings unit-scale), dynamic dimensions 2 (batch-like) or 6."""
+    import numpy as np
+    from onnx import TensorProto
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for inp in model.graph.input:
+        t = inp.type.tensor_type
+        shape = [d.dim_value if d.dim_value > 0 else (2 if i == 0 else 6) for i, d in enumerate(t.shape.dim)]
+        if t.elem_type == TensorProto.UINT8:
+            out[inp.name] = rng.integers(0, 256, shape, dtype=np.uint8)
+        elif t.elem_type == TensorProto.INT64:
+            out[inp.name] = np.zeros(shape, np.int64)
+        else:
+            out[inp.name] = rng.random(shape, dtype=np.float32)
+    return out
+
+
 def _convert_modelopt(onnx_path, keep_nodes):
+    import tempfile
+
+    import numpy as np
+    import onnx
+
     autocast = require("modelopt.onnx.autocast", "quant", "FP16 conversion with NVIDIA ModelOpt AutoCast")
-    return autocast.convert_to_mixed_precision(
-        str(onnx_path), low_precision_type="fp16", nodes_to_exclude=keep_nodes or None,
-        op_types_to_exclude=[*FP32_OP_TYPES, *SQUARE_OP_TYPES], keep_io_types=True, data_max=DATA_MAX,
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        calib = Path(tmp) / "inputs.npz"
+        np.savez(calib, **sample_inputs(onnx.load(str(onnx_path), load_external_data=False)))
+        return autocast.convert_to_mixed_precision(
+            str(onnx_path), low_precision_type="fp16", nodes_to_exclude=keep_nodes or None,
+            op_types_to_exclude=[*FP32_OP_TYPES, *SQUARE_OP_TYPES], keep_io_types=True, data_max=DATA_MAX,
+            calibration_data=str(calib),
+        )
 
 
 def _convert_onnxconverter(model, keep_nodes):
