@@ -23,10 +23,12 @@ def main() -> int:
     p.add_argument("--max-windows", type=int, default=32)
     p.add_argument("--max-classes", type=int, default=1024)
     p.add_argument("--max-image-side", type=int, default=2048)
+    p.add_argument("--plugin", action="append", default=[], metavar="SO",
+                   help="TensorRT plugin library the graphs need (e.g. libradseg_trt_plugin.so); repeatable")
     args = p.parse_args()
     try:
         manifest = build_folder_engines(args.folder, args.precision, args.workspace, args.max_windows,
-                                        args.max_classes, args.max_image_side)
+                                        args.max_classes, args.max_image_side, plugin_libraries=args.plugin)
     except RadsegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

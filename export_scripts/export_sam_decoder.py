@@ -12,8 +12,9 @@ import sys
 
 import torch
 
+from radseg_edge.backends.sam_onnx import run_sam_decoder_onnx
 from radseg_edge.errors import RadsegError
-from radseg_edge.export.sam_onnx import example_inputs, export_sam_decoder_onnx, run_sam_decoder_onnx
+from radseg_edge.export.sam_onnx import example_inputs, export_sam_decoder_onnx
 from radseg_edge.models.sam import load_sam
 
 

@@ -38,9 +38,27 @@ def require(module: str, extra: str, purpose: str):
     import importlib
 
     try:
-        return importlib.import_module(module)
+        mod = importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise MissingDependencyError(
             f"{purpose} needs the Python package '{module.split('.')[0]}', which is not installed: "
             f"pip install 'radseg-edge[{extra}]'"
         ) from exc
+    if getattr(mod, "__file__", None) is None and getattr(getattr(mod, "__spec__", None), "origin", None) is None:
+        # a namespace without code, e.g. the folder the tensorrt-stubs type stubs install
+        raise MissingDependencyError(
+            f"{purpose} needs the Python package '{module.split('.')[0]}'; only an empty namespace of that name "
+            f"(type stubs?) is installed: pip install 'radseg-edge[{extra}]'"
+        )
+    return mod
+
+
+def importable(module: str) -> bool:
+    """True when ``module`` can be imported as real code (not just an empty namespace such as type stubs)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return False
+    return spec is not None and spec.origin is not None

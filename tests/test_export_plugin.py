@@ -161,9 +161,9 @@ def test_engine_build_of_a_plugin_graph_passes_the_plugin_library(plugin_head, t
     lib = tmp_path / plugin.PLUGIN_LIBRARY_NAME
     lib.write_bytes(b"pretend plugin")
     build.build_folder_engines(tmp_path, "fp16", progress=False, plugin_library=str(lib))
-    assert calls["plugin_libraries"] == [lib]
+    assert calls["plugin_libraries"] == [tmp_path / "plugins" / lib.name]  # copied into the folder, loaded from there
     record = Manifest.read(tmp_path).artefacts["head_engine"]
-    assert record["plugins"][0]["op_type"] == "RadsegScga" and record["plugin_libraries"] == [lib.name]
+    assert record["plugin_nodes"][0]["op_type"] == "RadsegScga" and [Path(r["file"]).name for r in record["plugins"]] == [lib.name]
 
     monkeypatch.setattr(plugin, "plugin_library_candidates", lambda: [])
     with pytest.raises(EngineError, match="--no-plugin"):

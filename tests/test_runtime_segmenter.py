@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from radseg_edge.errors import EngineError, InputError, VocabularyError
+from radseg_edge.errors import EngineError, InputError, VocabularyError, importable
 from radseg_edge.runtime import segmenter as segmod
 from radseg_edge.runtime.pipeline import StreamConfig, StreamPipeline
 from radseg_edge.runtime.segmenter import BackendSegmenter, Segmenter, TorchSegmenter, make_segmenter
@@ -131,7 +130,7 @@ def test_auto_prefers_an_export_and_falls_back_to_torch_with_reasons(monkeypatch
 def test_unavailable_backends_are_clear_errors(monkeypatch):
     with pytest.raises(EngineError, match="unknown backend"):
         make_segmenter("openvino", "ckpt", None, device="cpu")
-    if importlib.util.find_spec("tensorrt") is None:  # the factory's own reason reaches the user
+    if not importable("tensorrt"):  # the factory's own reason reaches the user
         with pytest.raises(EngineError, match="pip install 'radseg-edge\\[trt\\]'"):
             make_segmenter("tensorrt", "ckpt", random_vocab(["a"]), device="cpu", export_dir="exp")
     monkeypatch.setattr(segmod, "make_backend", lambda name, **kw: _FakeExported())

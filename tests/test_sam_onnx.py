@@ -4,14 +4,10 @@ ONNX Runtime (<= 1e-4) for 1, 5 and 37 prompts, and for the real prompts of a fi
 import pytest
 import torch
 
+from radseg_edge.backends.sam_onnx import SamDecoderOnnx, run_sam_decoder_onnx, sam_decoder_session
 from radseg_edge.core.refine import RefineOptions
 from radseg_edge.errors import InputError
-from radseg_edge.export.sam_onnx import (
-    example_inputs,
-    export_sam_decoder_onnx,
-    run_sam_decoder_onnx,
-    sam_decoder_session,
-)
+from radseg_edge.export.sam_onnx import example_inputs, export_sam_decoder_onnx
 from radseg_edge.models.sam import load_sam
 from radseg_edge.models.sam_refiner import SamRefiner
 from tests.sam_cases import (
@@ -68,7 +64,7 @@ def test_onnx_runtime_reproduces_the_refiner_on_fixture_prompts(exported):
 def test_refiner_with_the_onnx_decoder_matches_the_reference_fixture(exported):
     sam, session = exported
     meta, t = load_case("sam_smooth_96x200_coarse0")
-    res = tiny_refiner().with_onnx(session).refine(tiny_radio(), t["image"], coarse_probs(t), **refine_kwargs(meta))
+    res = tiny_refiner().with_decoder(SamDecoderOnnx(session)).refine(tiny_radio(), t["image"], coarse_probs(t), **refine_kwargs(meta))
     info = res.images[0]
     assert info.image_embeddings is None  # the graph ran the neck
     assert (info.iou - t["b0_sam_iou_predictions"][:, 0]).abs().max() <= 1e-4
@@ -77,4 +73,4 @@ def test_refiner_with_the_onnx_decoder_matches_the_reference_fixture(exported):
     assert torch.equal(res.labels[0][ok], t["final_seg_pred"][0, 0].long()[ok] - 1)
     assert (res.probs[0] - t["final_seg_probs"][0, 1:]).abs().amax(0)[ok].max() <= 1e-4
     with pytest.raises(InputError, match="un-batched"):
-        SamRefiner(sam, RefineOptions.corrected(), onnx_session=session)
+        SamRefiner(sam, RefineOptions.corrected(), decoder=SamDecoderOnnx(session))

@@ -1,6 +1,10 @@
 // TensorRT backend: runs the serialized engine named by manifest.json (artefacts.pipeline_engine.file),
 // built by the export issue from the same fixed-resolution pipeline (input: 1 x H x W x 3 uint8 RGB;
 // outputs: labels 1 x H x W int64 or int32, probs 1 x K x H x W fp32).
+// Before deserializing, the engine's key record <engine>.json is checked against this machine (GPU, SM,
+// SM count, TensorRT, CUDA, L4T, precision, shape profile, ONNX and plugin hashes) with the Python backend's
+// rules and messages (engine_key.cpp), and the export's plugin libraries are loaded through the runtime's
+// plugin registry. Inference runs on the backend's own CUDA stream.
 // Compiled only when CMake finds TensorRT (RADSEG_WITH_TENSORRT); otherwise make_tensorrt_backend()
 // reports RADSEG_ERR_BACKEND_UNAVAILABLE.
 #include "radseg_edge/segmenter.hpp"
@@ -8,13 +12,18 @@
 #ifdef RADSEG_WITH_TENSORRT
 
 #include <NvInfer.h>
+#include <NvInferVersion.h>
 #include <cuda_runtime_api.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <vector>
+
+#include "engine_key.hpp"
+#include "json.hpp"
 
 namespace radseg {
 namespace {
@@ -28,6 +37,53 @@ class Logger final : public nvinfer1::ILogger {
 
 void cuda_check(cudaError_t err, const char* what) {
   if (err != cudaSuccess) throw Error(Status::Runtime, std::string(what) + ": " + cudaGetErrorString(err));
+}
+
+// This machine as an engine key describes it (what radseg_edge.export.cache.describe_device records).
+DeviceDescription describe_device(int device) {
+  cudaDeviceProp p{};
+  cuda_check(cudaGetDeviceProperties(&p, device), "cudaGetDeviceProperties");
+  int runtime = 0;
+  cuda_check(cudaRuntimeGetVersion(&runtime), "cudaRuntimeGetVersion");
+  DeviceDescription d;
+  d.gpu_name = p.name;
+  d.sm = std::to_string(p.major) + "." + std::to_string(p.minor);
+  d.sm_count = p.multiProcessorCount;
+  d.tensorrt = std::to_string(NV_TENSORRT_MAJOR) + "." + std::to_string(NV_TENSORRT_MINOR) + "." +
+               std::to_string(NV_TENSORRT_PATCH) + "." + std::to_string(NV_TENSORRT_BUILD);
+  d.cuda = std::to_string(runtime / 1000) + "." + std::to_string((runtime % 1000) / 10);
+  d.l4t = read_l4t_release();
+  return d;
+}
+
+// The key the manifest's pipeline_engine record promises (files resolved in the manifest's folder).
+ExpectedKey expected_key(const Manifest& m, const DeviceDescription& device, std::vector<std::string>* plugins) {
+  std::ifstream f(m.path);
+  std::stringstream text;
+  text << f.rdbuf();
+  const json::Value root = json::parse(text.str());
+  const json::Value* art = root.get({"artefacts", "pipeline_engine"});
+  const std::filesystem::path folder = std::filesystem::path(m.path).parent_path();
+  auto field = [&](const char* name, const char* fallback) -> std::string {
+    const json::Value* v = art ? art->find(name) : nullptr;
+    if (v && v->type == json::Value::Type::String) return v->string;
+    if (fallback) return fallback;
+    throw Error(Status::Manifest, m.path + ": artefacts.pipeline_engine." + name + " is missing; rebuild the engine");
+  };
+  ExpectedKey key;
+  key.device = device;
+  key.precision = field("precision", nullptr);
+  key.shape_profile = field("shape_profile", "static");
+  key.onnx_path = (folder / field("onnx", nullptr)).string();
+  const json::Value* list = art ? art->find("plugins") : nullptr;
+  if (list && list->type == json::Value::Type::Array) {
+    for (const auto& p : list->array) {
+      const json::Value* file = p.type == json::Value::Type::Object ? p.find("file") : &p;
+      if (file && file->type == json::Value::Type::String) plugins->push_back((folder / file->string).string());
+    }
+  }
+  key.plugin_paths = *plugins;
+  return key;
 }
 
 int64_t volume(const nvinfer1::Dims& d) {
@@ -51,12 +107,21 @@ class TensorRTBackend final : public InferenceBackend {
     if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
       throw Error(Status::BackendUnavailable, "the TensorRT backend needs a CUDA device; none was found");
     }
-    cuda_check(cudaSetDevice(options.device < 0 ? 0 : options.device), "cudaSetDevice");
+    const int device = options.device < 0 ? 0 : options.device;
+    cuda_check(cudaSetDevice(device), "cudaSetDevice");
 
+    std::vector<std::string> plugins;
+    verify_engine(m.engine_path, expected_key(m, describe_device(device), &plugins));
     std::ifstream f(m.engine_path, std::ios::binary);
     std::vector<char> blob((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
     runtime_.reset(nvinfer1::createInferRuntime(logger_));
-    engine_.reset(runtime_ ? runtime_->deserializeCudaEngine(blob.data(), blob.size()) : nullptr);
+    if (!runtime_) throw Error(Status::Runtime, "TensorRT could not create a runtime");
+    for (const auto& lib : plugins) {  // registers the plugin creators (IPluginV3) before deserializing
+      if (runtime_->getPluginRegistry().loadLibrary(lib.c_str()) == nullptr) {
+        throw Error(Status::PackageCorrupt, "TensorRT could not load the plugin library '" + lib + "'");
+      }
+    }
+    engine_.reset(runtime_->deserializeCudaEngine(blob.data(), blob.size()));
     if (!engine_) {
       throw Error(Status::PackageCorrupt, "TensorRT could not deserialize '" + m.engine_path +
                                               "' (corrupt, or built for another GPU / TensorRT version): "
@@ -64,7 +129,7 @@ class TensorRTBackend final : public InferenceBackend {
     }
     context_.reset(engine_->createExecutionContext());
     if (!context_) throw Error(Status::Runtime, "TensorRT could not create an execution context");
-    cuda_check(cudaStreamCreate(&stream_), "cudaStreamCreate");
+    cuda_check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
 
     const int64_t H = m.height, W = m.width, K = m.num_classes;
     for (int i = 0; i < engine_->getNbIOTensors(); ++i) {

@@ -8,11 +8,10 @@ artefacts of a folder written by ``radseg-edge export`` (see docs/export.md).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
-from radseg_edge.errors import InputError
+from radseg_edge.errors import InputError, importable
 
 #: all backend names, best first (what "auto" tries in order).
 BACKENDS = ("tensorrt", "torch-tensorrt", "onnxruntime", "torch")
@@ -26,10 +25,7 @@ _ROLES = {
 
 
 def _has(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
+    return importable(module)
 
 
 def _cuda() -> bool:

@@ -6,28 +6,30 @@ the reference host-side operators (pre-resize, windows, stitch, upsample, denois
 
 Execution providers: TensorRT, CUDA, CPU, whichever the installed onnxruntime has, best first
 (``providers="auto"``); override with "cpu", "cuda", "tensorrt" or a list of provider names.
+
+The TensorRT execution provider gets the graphs' shape ranges (``trt_profile_*_shapes``, so a larger
+window batch, map or vocabulary within the export's limits never rebuilds an engine), INT8 for Q/DQ
+graphs, FP16 only for fp32 graphs of an fp16 export (an fp16 graph keeps its own types), and an engine
+cache in ``ort_trt_cache/<device key>/`` so that engines built on another GPU / TensorRT are never reused.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
-from radseg_edge.backends.base import (
-    BackendResult,
-    WindowSettings,
-    frame_tensor,
-    frame_uint8,
-    resolve_text,
-    run_split,
-)
+from radseg_edge.backends.base import ExportedBackend, load_export_vocabulary
 from radseg_edge.errors import EngineError, InputError, require
-from radseg_edge.export.manifest import Manifest
-from radseg_edge.models.text import same_embeddings
+from radseg_edge.export.cache import (
+    DeviceDescription,
+    EngineKey,
+    describe_cuda_device,
+    format_profile,
+    sha256_file,
+)
 
 #: provider preference, best first.
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -65,16 +67,52 @@ def choose_providers(requested: str | Sequence[str] = "auto", available: Sequenc
     return chosen
 
 
-def load_export_vocabulary(folder: str | os.PathLike, manifest: Manifest):
-    """The Vocabulary saved in an export folder, or None."""
-    if "vocabulary" not in manifest.artefacts:
-        return None
-    from radseg_edge.models.text import Vocabulary
-
-    return Vocabulary.load(manifest.artefact_path(folder, "vocabulary", verify=True))
+#: ONNX kinds whose types the TensorRT EP must keep as they are (no trt_fp16_enable).
+TYPED_KINDS = ("fp16",)
 
 
-class OnnxRuntimeBackend:
+def _shape_text(profile: dict, which: int) -> str:
+    """ORT TensorRT EP shape-range text: "name:1x3x64x64,other:1x64" for min (0), opt (1) or max (2)."""
+    return ",".join(f"{name}:{'x'.join(str(int(d)) for d in shapes[which])}" for name, shapes in sorted(profile.items()))
+
+
+def tensorrt_provider_options(folder: os.PathLike, manifest, role: str,
+                              device: DeviceDescription | None = None) -> dict:
+    """Options of the TensorRT execution provider for the graph of ``role`` in an export folder.
+
+    Args:
+        manifest: the folder's :class:`radseg_edge.export.manifest.Manifest`.
+        device: this machine (default: :func:`radseg_edge.export.cache.describe_cuda_device` with ORT's version).
+    Returns:
+        {option: value}: the engine cache in ``ort_trt_cache/<device key>``, shape ranges from the
+        artefact's recorded ``shape_profile``, INT8 for Q/DQ graphs, FP16 only for fp32 graphs of fp16 exports.
+    """
+    from pathlib import Path
+
+    art = manifest.artefacts.get(role, {})
+    kind = art.get("kind", "fp32")
+    if device is None:
+        import onnxruntime
+
+        device = describe_cuda_device(runtime=f"onnxruntime-{onnxruntime.__version__}")
+    profile = art.get("profile")
+    key = EngineKey(device, manifest.precision, format_profile(profile),
+                    sha256_file(Path(folder) / art["file"]) if art else "").digest()
+    opts: dict = {"trt_engine_cache_enable": True,
+                  "trt_engine_cache_path": str(Path(folder) / "ort_trt_cache" / key),
+                  "trt_timing_cache_enable": True,
+                  "trt_timing_cache_path": str(Path(folder) / "ort_trt_cache" / key)}
+    if kind == "qdq":
+        opts["trt_int8_enable"] = True
+    elif kind == "fp32" and manifest.precision == "fp16":
+        opts["trt_fp16_enable"] = True
+    if profile:
+        for i, which in enumerate(("min", "opt", "max")):
+            opts[f"trt_profile_{which}_shapes"] = _shape_text(profile, i)
+    return opts
+
+
+class OnnxRuntimeBackend(ExportedBackend):
     """RADSeg from the ONNX graphs of an export folder.
 
     Args:
@@ -83,25 +121,24 @@ class OnnxRuntimeBackend:
         vocabulary: default classes (default: the folder's vocabulary, if it has one).
         threads: intra-op threads for the CPU provider (None: onnxruntime's default).
     Call: ``backend(image, text=None)`` with an H x W x 3 uint8 RGB array (or 1 x 3 x H x W float tensor)
-    -> :class:`BackendResult`.
+    -> :class:`radseg_edge.backends.base.BackendResult`. Window batches larger than the backbone graph's
+    recorded limit (``max_windows``) run in chunks.
     """
 
     name = "onnxruntime"
 
     def __init__(self, export_dir: str | os.PathLike, providers: str | Sequence[str] = "auto", vocabulary=None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None,
+                 device_description: Callable[[], DeviceDescription] | None = None) -> None:
         self.ort = require("onnxruntime", "onnx", "the ONNX Runtime backend")
-        self.folder = Path(export_dir)
-        self.manifest = Manifest.read(self.folder)
-        self.manifest.verify(self.folder)  # SHA-256 of every artefact, paths inside the folder, sane settings
-        self.settings = WindowSettings.from_manifest(self.manifest.windows)
+        super().__init__(export_dir, vocabulary)
         self.providers = choose_providers(providers, self.ort.get_available_providers())
         self.threads = threads
-        self.own_vocabulary = load_export_vocabulary(self.folder, self.manifest)  # the pipeline graph's classes
-        self.vocabulary = vocabulary if vocabulary is not None else self.own_vocabulary
+        self._device_description = device_description
         self._sessions: dict = {}
-        if not any(r in self.manifest.artefacts for r in ("pipeline", "backbone")):
-            raise InputError(f"{self.folder} holds no ONNX graphs (artefacts: {', '.join(self.manifest.artefacts)})")
+
+    def export_hint(self) -> str:
+        return "export with `radseg-edge export --format onnx`"
 
     def session(self, role: str):
         if role not in self._sessions:
@@ -112,60 +149,43 @@ class OnnxRuntimeBackend:
             path = self.manifest.artefact_path(self.folder, role)
             try:
                 self._sessions[role] = self.ort.InferenceSession(str(path), sess_options=opts,
-                                                                 providers=self._provider_options())
+                                                                 providers=self.provider_options(role))
             except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
                 raise EngineError(f"{path}: onnxruntime cannot load this graph ({type(exc).__name__}); "
                                   "re-export the model") from None
         return self._sessions[role]
 
-    def _provider_options(self) -> list:
-        """Providers with options: the TensorRT EP caches its engines in the folder, FP16 for fp16 exports."""
+    def provider_options(self, role: str) -> list:
+        """Providers for the session of ``role``, the TensorRT EP with :func:`tensorrt_provider_options`."""
         out: list = []
         for name in self.providers:
             if name == "TensorrtExecutionProvider":
-                out.append((name, {"trt_engine_cache_enable": True,
-                                   "trt_engine_cache_path": str(self.folder / "ort_trt_cache"),
-                                   "trt_fp16_enable": self.manifest.precision in ("fp16", "int8")}))
+                device = self._device_description() if self._device_description else None
+                out.append((name, tensorrt_provider_options(self.folder, self.manifest, role, device)))
             else:
                 out.append(name)
         return out
 
-    @property
-    def pipeline_size(self) -> tuple[int, int] | None:
-        art = self.manifest.artefacts.get("pipeline")
-        return tuple(art["imgsz"]) if art else None
+    def max_windows(self) -> int | None:
+        limit = self.manifest.artefacts.get("backbone", {}).get("max_windows")
+        return int(limit) if limit else None
 
-    def _run_backbone(self, windows: torch.Tensor) -> torch.Tensor:
+    def run_pipeline(self, frame: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        labels, probs = self.session("pipeline").run(["labels", "probs"], {"frame": frame})
+        return torch.from_numpy(probs), torch.from_numpy(labels)
+
+    def run_backbone(self, windows: torch.Tensor) -> torch.Tensor:
         out = self.session("backbone").run(["features"], {"windows": windows.numpy().astype(np.float32)})[0]
         return torch.from_numpy(out)
 
-    def _run_head(self, features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def run_head(self, features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         out = self.session("head").run(
             ["probs"], {"features": features.numpy().astype(np.float32), "text_embeddings": text.numpy()}
         )[0]
         return torch.from_numpy(out)
 
-    def __call__(self, image, text=None, channel_order: str = "rgb") -> BackendResult:
-        size = self.pipeline_size
-        # the fixed-size graph has its vocabulary built in: use it only for exactly those classes
-        if size is not None and same_embeddings(self.vocabulary if text is None else text, self.own_vocabulary):
-            frame = frame_uint8(image, channel_order)
-            if tuple(frame.shape[1:3]) == size:
-                labels, probs = self.session("pipeline").run(["labels", "probs"], {"frame": frame})
-                names = list(self.own_vocabulary.names)
-                return BackendResult(torch.from_numpy(probs), torch.from_numpy(labels), class_names=names,
-                                     backend=self.describe())
-            if "backbone" not in self.manifest.artefacts:
-                raise InputError(f"this export runs frames of {size[0]}x{size[1]} only, got {frame.shape[1]}x{frame.shape[2]}; "
-                                 "resize the frames or export without --imgsz")
-        elif "backbone" not in self.manifest.artefacts:
-            raise InputError(f"{self.folder} holds only the fixed-size graph, whose classes are built in; these classes "
-                             "differ: re-export with this --vocab (or without --imgsz for graphs that take any vocabulary)")
-        emb, names = resolve_text(text, self.vocabulary, None)
-        if text is None and self.vocabulary is not None:
-            names = list(self.vocabulary.names)
-        out = run_split(frame_tensor(image, channel_order), emb, self.settings, self._run_backbone, self._run_head)
-        return BackendResult(**out, class_names=names, backend=self.describe())
-
     def describe(self) -> str:
         return f"onnxruntime[{self.providers[0]}, {self.manifest.precision}]"
+
+
+__all__ = ["OnnxRuntimeBackend", "choose_providers", "load_export_vocabulary", "tensorrt_provider_options"]

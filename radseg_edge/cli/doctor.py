@@ -64,9 +64,11 @@ def jetpack_for_l4t(l4t: str) -> str | None:
 
 def _import(name: str):
     try:
-        return importlib.import_module(name)
+        mod = importlib.import_module(name)
     except Exception:  # ImportError, or a broken install raising anything at import
         return None
+    # an empty namespace (e.g. the tensorrt-stubs type stubs) is not the package
+    return None if getattr(mod, "__file__", None) is None and getattr(mod.__spec__, "origin", None) is None else mod
 
 
 def check_python() -> Check:

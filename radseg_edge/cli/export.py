@@ -52,6 +52,8 @@ def register(sub) -> None:
     p.add_argument("--workspace", type=int, default=1024, metavar="MiB", help="TensorRT builder workspace (default 1024)")
     p.add_argument("--max-windows", type=int, default=32, help="largest window batch of the backbone engine (default 32)")
     p.add_argument("--max-classes", type=int, default=1024, help="largest vocabulary of the head engine (default 1024)")
+    p.add_argument("--max-image-side", type=int, default=2048, metavar="PX",
+                   help="largest (pre-resized) image side the head engine takes (default 2048)")
     p.add_argument("--quant-backend", choices=("auto", "modelopt", "ort"), default="auto",
                    help="INT8 quantizer (auto: NVIDIA ModelOpt, else ONNX Runtime)")
     p.add_argument("--quantize-attention", action="store_true",
@@ -103,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
         imgsz=imgsz, calib_dir=args.calib, calib_limit=args.calib_limit, gate_dir=args.gate_images,
         gate_limit=args.gate_limit, thresholds=_thresholds(args, FORMAT_PRECISION[args.format]), force=args.force,
         opset=args.opset, workspace_mib=args.workspace, max_windows=args.max_windows, max_classes=args.max_classes,
-        quant_backend=args.quant_backend, quantize_attention=args.quantize_attention, split=not args.no_split,
+        max_image_side=args.max_image_side, quant_backend=args.quant_backend,
+        quantize_attention=args.quantize_attention, split=not args.no_split,
         plugin=not args.no_plugin, plugin_library=args.plugin_lib,
     )
     info = {"checkpoint": args.checkpoint or args.model, "random_weights": bool(args.random_weights)}

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +62,8 @@ class ExportOptions:
     plugin: bool = True  # engine builds: SCGA as the TensorRT plugin's node (False: standard ops)
     plugin_library: str | None = None  # libradseg_trt_plugin.so (default: radseg_edge.export.plugin lookup)
     progress: bool = True
+    #: TensorRT plugin libraries the engine builds load (copied into the folder, hashed into the keys).
+    plugin_libraries: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -83,15 +85,21 @@ def check_feasible(fmt: str) -> None:
     """Raise one clear sentence when ``fmt`` cannot be produced on this machine (before any work)."""
     if fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    require("onnx", "onnx", "ONNX export")
-    require("onnxruntime", "onnx", "checking exported graphs with ONNX Runtime")
+    if fmt != "torch-tensorrt":  # torch-tensorrt compiles the PyTorch modules: no ONNX, no ONNX Runtime
+        require("onnx", "onnx", "ONNX export")
+    if fmt.startswith("onnx"):  # the accuracy gate runs the graphs with ONNX Runtime
+        require("onnxruntime", "onnx", "checking exported graphs with ONNX Runtime")
     if fmt.startswith("engine"):
-        require("tensorrt", "trt", f"--format {fmt} (TensorRT engine build)")
+        from radseg_edge.export.engine import ensure_tensorrt
+
+        ensure_tensorrt(f"--format {fmt} (TensorRT engine build)")
         if not torch.cuda.is_available():
             raise EngineError(f"--format {fmt} builds a TensorRT engine for THIS machine's GPU, and torch sees no CUDA GPU; "
                               "export --format onnx here and build the engine on the target device")
     if fmt == "torch-tensorrt":
-        require("torch_tensorrt", "trt", "--format torch-tensorrt")
+        from radseg_edge.export.torch_trt import ensure_torch_tensorrt
+
+        ensure_torch_tensorrt("--format torch-tensorrt")
         if not torch.cuda.is_available():
             raise EngineError("--format torch-tensorrt compiles for this machine's GPU, and torch sees no CUDA GPU")
 
@@ -199,27 +207,44 @@ def _move(src: Path, out_dir: Path, name: str) -> Path:
 
 def build_folder_engines(export_dir: str | os.PathLike, precision: str, workspace_mib: int = 1024,
                          max_windows: int = 32, max_classes: int = 1024, max_image_side: int = 2048,
-                         progress: bool = True, plugin_library: str | None = None) -> Manifest:
+                         progress: bool = True, plugin_libraries: Sequence[str | os.PathLike] = (),
+                         plugin_library: str | os.PathLike | None = None) -> Manifest:
     """Build TensorRT engines on THIS machine for the ONNX graphs of an export folder; updates its manifest.
 
     The folder may come from another machine (``radseg-edge export --format onnx`` on a desktop, then this
     on the Jetson). Each engine gets a key record (GPU, SM, SM count, TensorRT, CUDA, L4T, precision, shape
-    profile, ONNX hash) that :class:`radseg_edge.backends.tensorrt.TensorRTBackend` checks before loading.
-    The head graph (SCGA + cosine) is built in fp16 even for INT8 exports.
+    profile, ONNX and plugin-library hashes) that :class:`radseg_edge.backends.tensorrt.TensorRTBackend`
+    (and the C++ runtime) check before loading. The head graph (SCGA + cosine) is built in fp16 even for
+    INT8 exports.
 
+    Args:
+        plugin_libraries: TensorRT plugin libraries the graphs need (e.g. libradseg_trt_plugin.so): copied
+            into ``<folder>/plugins/``, loaded through the plugin registry before parsing, recorded with
+            their SHA-256 under each engine's ``plugins`` and in its key. (The graph's plugin nodes are
+            recorded under the engine's ``plugin_nodes``.)
+        plugin_library: where to look first when ``plugin_libraries`` is empty and a graph has plugin nodes
+            (default: :func:`radseg_edge.export.plugin.find_plugin_library`'s search).
     Raises:
         EngineError: the folder's ONNX variant does not fit the precision with this TensorRT version.
     """
-    from radseg_edge.export.cache import EngineKey, describe_device, format_profile, write_key
-    from radseg_edge.export.engine import build_engine, plan_build, required_onnx_kind
+    from radseg_edge.export.cache import (
+        EngineKey,
+        describe_device,
+        format_profile,
+        plugin_records,
+        timing_cache_path,
+        write_key,
+    )
+    from radseg_edge.export.engine import build_engine, ensure_tensorrt, plan_build, required_onnx_kind
     from radseg_edge.export.plugin import find_plugin_library
 
-    trt = require("tensorrt", "trt", "TensorRT engine builds")
+    version = ensure_tensorrt("TensorRT engine builds")
     folder = Path(export_dir)
     manifest = Manifest.read(folder)
     device = describe_device()
     profiles = shape_profiles(manifest, max_windows, max_classes, max_image_side)
-    timing_cache = folder / "timing.cache"
+    timing_cache = timing_cache_path(folder, device)
+    plugins = copy_plugins(folder, plugin_libraries)
     for role in ("pipeline", "backbone", "head"):
         art = manifest.artefacts.get(role)
         if art is None:
@@ -229,28 +254,45 @@ def build_folder_engines(export_dir: str | os.PathLike, precision: str, workspac
         if role_precision == "int8" and kind != "qdq":
             raise EngineError(f"an INT8 engine needs the Q/DQ {role} graph: export with --format onnx-int8 first")
         try:
-            plan = plan_build(trt.__version__, role_precision, kind, workspace_mib)
+            plan = plan_build(version, role_precision, kind, workspace_mib)
         except EngineError as exc:
-            needed = required_onnx_kind(trt.__version__, role_precision)
+            needed = required_onnx_kind(version, role_precision)
             raise EngineError(f"{role}: {exc} (export the folder with --format "
                               f"{ {'fp16': 'onnx-fp16', 'qdq': 'onnx-int8'}.get(needed, 'onnx') })") from exc
         profile = profiles.get(role)
         onnx_path = folder / art["file"]
         engine_path = folder / f"{role}.{role_precision}.engine"
-        plugins = art.get("plugins", [])
-        libraries = [find_plugin_library(plugin_library)] if plugins else []
+        nodes = art.get("plugins", [])  # the graph's plugin nodes (export.plugin.graph_plugins)
+        # explicit libraries go to every engine; otherwise a graph with plugin nodes gets the library found
+        libraries = plugins or (copy_plugins(folder, [find_plugin_library(plugin_library)]) if nodes else [])
         engine_path.write_bytes(build_engine(onnx_path, plan, profile, timing_cache=timing_cache,
                                              plugin_libraries=libraries, progress=progress))
-        write_key(engine_path, EngineKey.create(device, role_precision, onnx_path, profile, plugin_libraries=libraries))
+        write_key(engine_path, EngineKey.create(device, role_precision, onnx_path, profile, libraries))
         extra = {"imgsz": art["imgsz"]} if "imgsz" in art else {}
         manifest.artefacts[f"{role}_engine"] = artefact_record(
             engine_path, onnx=onnx_path.name, precision=role_precision, shape_profile=format_profile(profile),
-            plugins=plugins, plugin_libraries=[p.name for p in libraries], build=list(plan.notes),
+            plugins=plugin_records(folder, libraries), plugin_nodes=nodes, build=list(plan.notes),
             device=device.__dict__, **extra)
     manifest.format = f"engine-{precision}"
     manifest.precision = precision
     manifest.write(folder)
     return manifest
+
+
+def copy_plugins(folder: Path, libraries: Sequence[str | os.PathLike]) -> list[Path]:
+    """Copy plugin libraries into ``folder/plugins/`` (the folder then carries everything it needs)."""
+    out = []
+    for lib in libraries:
+        src = Path(lib)
+        if not src.is_file():
+            raise EngineError(f"TensorRT plugin library {src} does not exist; build it (CMake target "
+                              "radseg_trt_plugin) or export with --no-plugin")
+        dst = folder / "plugins" / src.name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.resolve() != dst.resolve():
+            shutil.copy2(src, dst)
+        out.append(dst)
+    return out
 
 
 def shape_profiles(manifest: Manifest, max_windows: int = 32, max_classes: int = 1024,
@@ -305,29 +347,6 @@ def _onnx_kinds(fmt: str) -> dict[str, str]:
     return {"graph": kind, "head": kind}
 
 
-def _torch_tensorrt(radseg, vocab, opts, out_dir, artefacts, manifest):
-    from radseg_edge.backends.torch_tensorrt import compile_module
-    from radseg_edge.export.fixed import FixedResolutionPipeline
-    from radseg_edge.export.graphs import HeadGraph, WindowBackbone
-
-    seg = radseg.to("cuda")
-    if opts.imgsz is not None:
-        pipe = FixedResolutionPipeline(seg, vocab.embeddings, *opts.imgsz).cuda()
-        path = compile_module(pipe, [pipe.example_input().cuda()], out_dir / "pipeline.trt.pt2")
-        artefacts["pipeline_trt"] = artefact_record(path, imgsz=list(opts.imgsz))
-    if opts.split and seg.crop > 0:
-        prof = shape_profiles(manifest, opts.max_windows, opts.max_classes, opts.max_image_side)
-        bb = WindowBackbone(seg.radio, (seg.crop, seg.crop), seg.scra_tau).cuda()
-        lo, opt, hi = prof["backbone"]["windows"]
-        path = compile_module(bb, [torch.rand(*opt, device="cuda")], out_dir / "backbone.trt.pt2", ranges={0: (lo, opt, hi)})
-        artefacts["backbone_trt"] = artefact_record(path)
-        head = HeadGraph(seg.radio, seg.scga_tau).cuda()
-        f, t = prof["head"]["features"], prof["head"]["text_embeddings"]
-        path = compile_module(head, [torch.randn(*f[1], device="cuda"), torch.randn(*t[1], device="cuda")],
-                              out_dir / "head.trt.pt2", precision="fp32", ranges={0: f, 1: t})
-        artefacts["head_trt"] = artefact_record(path)
-
-
 def _gate(radseg, out_dir: Path, fmt: str, vocab, opts: ExportOptions, notes: list[str]):
     """Compare the exported artefacts with the PyTorch pipeline: (figures, [(report, what)])."""
     from radseg_edge.backends import make_backend
@@ -337,7 +356,7 @@ def _gate(radseg, out_dir: Path, fmt: str, vocab, opts: ExportOptions, notes: li
     backend = make_backend(name, export_dir=out_dir, **options)
     thresholds = opts.thresholds or DEFAULT_THRESHOLDS[FORMAT_PRECISION[fmt]]
     text = vocab.embeddings if vocab is not None else torch.randn(8, radseg.embedding_dim, generator=torch.Generator().manual_seed(0))
-    figures = {"thresholds": thresholds.__dict__}
+    figures: dict = {"thresholds": thresholds.__dict__}
     checks = []
     ref_fn: Callable = lambda img: _triple(radseg(img, text))  # noqa: E731
     if any(r in backend.manifest.artefacts for r in ("backbone", "backbone_engine", "backbone_trt")):
@@ -392,6 +411,8 @@ def export_model(radseg, fmt: str, out_dir: str | os.PathLike, vocabulary=None, 
     """
     opts = options or ExportOptions()
     check_feasible(fmt)
+    if opts.imgsz is not None and vocabulary is None:
+        raise InputError("--imgsz exports the whole pipeline with the classes built in: give --vocab")
     if fmt.endswith("int8") and opts.calib_dir is None:
         opts.notes.append("INT8 calibrated on synthetic images: pass --calib DIR with real images for a usable model")
     out_dir = Path(out_dir)
@@ -417,8 +438,11 @@ def export_model(radseg, fmt: str, out_dir: str | os.PathLike, vocabulary=None, 
     calib_images: list[np.ndarray] = []
     if precision == "int8":
         calib_images = sample_images(opts.calib_dir, opts.calib_limit, opts.imgsz, [], "calibration")
+    profiles = shape_profiles(manifest, opts.max_windows, opts.max_classes, opts.max_image_side)
     if fmt == "torch-tensorrt":
-        _torch_tensorrt(radseg, vocab, opts, out_dir, artefacts, manifest)
+        from radseg_edge.export.torch_trt import export_torch_tensorrt
+
+        export_torch_tensorrt(radseg, vocab, opts.imgsz, opts.split, profiles, out_dir, artefacts)
     else:
         kinds = _onnx_kinds(fmt)
         device = radseg.device
@@ -430,13 +454,16 @@ def export_model(radseg, fmt: str, out_dir: str | os.PathLike, vocabulary=None, 
                 path = _precision_variant(radseg, role, src, kind, opts, out_dir, calib_images, notes)
                 if kind == "qdq" and role == "head":
                     kind = "fp32"
-                extra = {"imgsz": list(opts.imgsz)} if role == "pipeline" else {}
+                extra: dict = {"imgsz": list(opts.imgsz or ())} if role == "pipeline" else {"profile": profiles[role]}
+                if role == "backbone":
+                    extra["max_windows"] = max(opts.max_windows, 2)
                 artefacts[role] = artefact_record(path, kind=kind, plugins=graph_plugins(path), **extra)
         radseg.to(device)
         if fmt.startswith("engine"):
             manifest.write(out_dir)
             manifest = build_folder_engines(out_dir, precision, opts.workspace_mib, opts.max_windows, opts.max_classes,
-                                            opts.max_image_side, opts.progress, plugin_library=opts.plugin_library)
+                                            opts.max_image_side, opts.progress, opts.plugin_libraries,
+                                            plugin_library=opts.plugin_library)
     manifest.write(out_dir)
     manifest.gate, checks, thresholds = _gate(radseg, out_dir, fmt, vocab, opts, notes)
     manifest.notes = notes

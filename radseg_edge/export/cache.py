@@ -65,6 +65,30 @@ def read_l4t_release(path: str | os.PathLike = "/etc/nv_tegra_release") -> str:
     return f"{major}.{revision}" if major and revision else ""
 
 
+def describe_cuda_device(runtime: str, device_index: int = 0) -> DeviceDescription:
+    """Describe the current CUDA device for an engine made by ``runtime`` (needs torch with CUDA).
+
+    Args:
+        runtime: what builds the engines, recorded in the ``tensorrt`` field: the TensorRT version
+            ("10.3.0.30"), or e.g. "onnxruntime-1.23.0" (TensorRT EP) or "torch-tensorrt-2.5.0".
+    Raises:
+        EngineError: when no CUDA device is visible.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        raise EngineError("TensorRT engines need a CUDA GPU, and torch sees none on this machine")
+    props = torch.cuda.get_device_properties(device_index)
+    return DeviceDescription(
+        gpu_name=props.name,
+        sm=f"{props.major}.{props.minor}",
+        sm_count=int(props.multi_processor_count),
+        tensorrt=runtime,
+        cuda=str(torch.version.cuda or ""),
+        l4t=read_l4t_release(),
+    )
+
+
 def describe_device(device_index: int = 0) -> DeviceDescription:
     """Describe the current CUDA device and TensorRT install (needs torch with CUDA and tensorrt).
 
@@ -72,22 +96,29 @@ def describe_device(device_index: int = 0) -> DeviceDescription:
         EngineError: when no CUDA device is visible.
         MissingDependencyError: when tensorrt is not installed.
     """
-    import torch
+    from radseg_edge.export.engine import ensure_tensorrt
 
-    from radseg_edge.errors import require
+    return describe_cuda_device(ensure_tensorrt("building or loading TensorRT engines"), device_index)
 
-    if not torch.cuda.is_available():
-        raise EngineError("TensorRT engines need a CUDA GPU, and torch sees none on this machine")
-    trt = require("tensorrt", "trt", "building or loading TensorRT engines")
-    props = torch.cuda.get_device_properties(device_index)
-    return DeviceDescription(
-        gpu_name=props.name,
-        sm=f"{props.major}.{props.minor}",
-        sm_count=int(props.multi_processor_count),
-        tensorrt=str(trt.__version__),
-        cuda=str(torch.version.cuda or ""),
-        l4t=read_l4t_release(),
-    )
+
+def device_digest(device: DeviceDescription, length: int = 16) -> str:
+    """Short hex digest of a device description (names per-device caches)."""
+    return hashlib.sha256(json.dumps(asdict(device), sort_keys=True).encode()).hexdigest()[:length]
+
+
+def timing_cache_path(folder: str | os.PathLike, device: DeviceDescription) -> Path:
+    """The TensorRT timing cache of ``device`` in ``folder``: ``timing-<device digest>.cache``."""
+    return Path(folder) / f"timing-{device_digest(device)}.cache"
+
+
+def plugin_records(folder: str | os.PathLike, libraries: Iterable[str | os.PathLike]) -> list[dict]:
+    """Manifest records of plugin libraries inside an export folder: [{"file": relative path, "sha256": ...}]."""
+    root = Path(folder).resolve()
+    out = []
+    for lib in libraries:
+        path = Path(lib).resolve()
+        out.append({"file": path.relative_to(root).as_posix(), "sha256": sha256_file(path)})
+    return out
 
 
 def format_profile(profile: Mapping[str, Iterable[Iterable[int]]] | None) -> str:

@@ -2,12 +2,19 @@
 
 The build path depends on the installed TensorRT (EDGE.md, "TensorRT versions that matter"):
 
-- TensorRT 10.x (JetPack 6 ships 10.3): a *weakly typed* network; precision comes from builder flags
-  (FP16; INT8 + FP16 with a Q/DQ ONNX, explicit quantization, no calibrator). LayerNorm, softmax and
-  reductions are pinned to fp32 with precision constraints.
-- TensorRT 11+: the FP16/INT8 builder flags and the legacy calibrators are gone; the network is
-  *strongly typed*: precision comes from the ONNX itself (an fp16-converted ONNX for FP16, a Q/DQ ONNX
-  for INT8).
+- FP16 (TensorRT 10.x and 11+): a *strongly typed* network from the fp16-converted ONNX, whose fp32
+  islands (:mod:`radseg_edge.export.fp16`) hold LayerNorm, softmax, every square / norm and the SCRA /
+  SCGA similarities. (Weak typing with builder flags is deprecated since TensorRT 10.12 and let
+  TensorRT run the similarity MatMuls and the squares inside ReduceL2 in fp16.)
+- INT8 on TensorRT 10.x (JetPack 6 ships 10.3): a weakly typed network with INT8 + FP16 builder flags
+  and a Q/DQ ONNX (explicit quantization, no calibrator); LayerNorm, softmax and reductions are pinned
+  to fp32 with precision constraints.
+- TensorRT 11+: the FP16/INT8 builder flags and the legacy calibrators are gone; every network is
+  strongly typed: precision comes from the ONNX itself (fp16-converted or Q/DQ).
+
+Plugin libraries (the ``RadsegScga`` plugin) are loaded through TensorRT's plugin registry
+(``get_plugin_registry().load_library``, which registers IPluginV3 creators; ``ctypes.CDLL`` does not)
+before the ONNX is parsed, and likewise before an engine is deserialized (:func:`load_plugin_libraries`).
 
 :func:`plan_build` makes that choice from a version string and is pure (tested without TensorRT);
 :func:`build_engine` carries a plan out with the TensorRT Python API, imported lazily.
@@ -16,12 +23,17 @@ The build path depends on the installed TensorRT (EDGE.md, "TensorRT versions th
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from radseg_edge.errors import EngineError, require
+from radseg_edge.errors import EngineError, MissingDependencyError, require
+
+if TYPE_CHECKING:
+    import tensorrt
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -30,6 +42,50 @@ ONNX_KINDS = ("fp32", "fp16", "qdq")
 
 #: TensorRT layer types kept in fp32 under the weakly typed FP16/INT8 flags.
 FP32_LAYER_TYPES = ("NORMALIZATION", "SOFTMAX", "REDUCE")
+
+
+def ensure_tensorrt(purpose: str) -> str:
+    """Check that the real TensorRT Python package is importable; returns its version.
+
+    Raises:
+        MissingDependencyError: tensorrt is absent, or only a namespace without the library is (e.g. the
+            ``tensorrt-stubs`` type stubs), with the pip extra to install.
+    """
+    module = require("tensorrt", "trt", purpose)
+    version = getattr(module, "__version__", None)
+    if version is None:
+        raise MissingDependencyError(
+            f"{purpose} needs the TensorRT Python package; 'tensorrt' here is only a namespace (type stubs?) "
+            "without the library: pip install 'radseg-edge[trt]' (on Jetson: the JetPack python3-libnvinfer)"
+        )
+    return str(version)
+
+
+def load_plugin_libraries(libraries: Sequence[str | os.PathLike], registry: tensorrt.IPluginRegistry | None = None) -> list:
+    """Load TensorRT plugin libraries through the plugin registry (before parsing or deserializing).
+
+    Args:
+        libraries: paths of shared libraries exporting plugin creators (e.g. libradseg_trt_plugin.so).
+        registry: the registry to load into (default: ``tensorrt.get_plugin_registry()``).
+    Returns:
+        the library handles (keep them alive as long as engines use the plugins).
+    Raises:
+        EngineError: a library that does not exist or that TensorRT could not load.
+    """
+    import tensorrt as trt
+
+    handles = []
+    for lib in libraries:
+        path = Path(lib)
+        if not path.is_file():
+            raise EngineError(f"TensorRT plugin library {path} does not exist; build it with `cmake --build` "
+                              "(target radseg_trt_plugin) or export with --no-plugin")
+        reg = registry if registry is not None else trt.get_plugin_registry()
+        handle = reg.load_library(str(path.resolve()))
+        if handle is None:
+            raise EngineError(f"TensorRT could not load the plugin library {path} (see the log above)")
+        handles.append(handle)
+    return handles
 
 
 def parse_version(version: str) -> tuple[int, int]:
@@ -61,9 +117,11 @@ def required_onnx_kind(tensorrt_version: str, precision: str) -> str:
     if precision not in PRECISIONS:
         raise EngineError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     major, _ = parse_version(tensorrt_version)
+    if major < 10:
+        raise EngineError(f"TensorRT {tensorrt_version} is too old: radseg-edge needs TensorRT >= 10.3 (JetPack 6)")
     if precision == "int8":
         return "qdq"
-    if precision == "fp16" and major >= 11:
+    if precision == "fp16":
         return "fp16"
     return "fp32"
 
@@ -90,10 +148,10 @@ def plan_build(tensorrt_version: str, precision: str, onnx_kind: str | None = No
     workspace = int(workspace_mib) * (1 << 20)
     if precision == "int8" and onnx_kind != "qdq":
         raise EngineError("an INT8 engine is built from a Q/DQ ONNX: run `radseg-edge export --format onnx-int8` first")
-    if major >= 11:
+    if major >= 11 or precision != "int8":
         if onnx_kind != needed:
             raise EngineError(
-                f"TensorRT {tensorrt_version} builds strongly typed networks only: a {precision} engine needs the "
+                f"with TensorRT {tensorrt_version} a {precision} engine is a strongly typed network and needs the "
                 f"{'fp16-converted' if needed == 'fp16' else needed} ONNX, got the {onnx_kind} one"
             )
         return BuildPlan(
@@ -105,60 +163,59 @@ def plan_build(tensorrt_version: str, precision: str, onnx_kind: str | None = No
             builder_flags=(),
             fp32_layer_types=(),
             workspace_bytes=workspace,
-            notes=("strongly typed: precision comes from the ONNX (no FP16/INT8 builder flags in TensorRT 11)",),
+            notes=(f"TensorRT {major}.{minor}: strongly typed build of the {onnx_kind} ONNX (precision comes from "
+                   "the ONNX, fp32 islands included)",),
         )
-    if onnx_kind == "fp16" or (onnx_kind == "qdq" and precision != "int8"):
-        # a converted graph already fixes its types: let TensorRT 10 honour them as well
-        return BuildPlan(
-            tensorrt=(major, minor),
-            precision=precision,
-            onnx_kind=onnx_kind,
-            strongly_typed=True,
-            network_flags=("STRONGLY_TYPED",),
-            builder_flags=(),
-            fp32_layer_types=(),
-            workspace_bytes=workspace,
-            notes=(f"TensorRT {major}.{minor}: strongly typed build of the {onnx_kind} ONNX",),
-        )
-    flags: tuple[str, ...] = ()
-    notes: list[str] = [f"TensorRT {major}.{minor}: weakly typed network with builder precision flags"]
-    if precision == "fp16":
-        flags = ("FP16", "PREFER_PRECISION_CONSTRAINTS")
-    elif precision == "int8":
-        flags = ("INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS")
-        notes.append("explicit quantization from the Q/DQ nodes (no calibrator)")
     return BuildPlan(
         tensorrt=(major, minor),
         precision=precision,
         onnx_kind=onnx_kind,
         strongly_typed=False,
         network_flags=(),
-        builder_flags=flags,
-        fp32_layer_types=FP32_LAYER_TYPES if precision != "fp32" else (),
+        builder_flags=("INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS"),
+        fp32_layer_types=FP32_LAYER_TYPES,
         workspace_bytes=workspace,
-        notes=tuple(notes),
+        notes=(f"TensorRT {major}.{minor}: weakly typed INT8 network with builder precision flags",
+               "explicit quantization from the Q/DQ nodes (no calibrator)"),
     )
 
 
-def _progress_monitor(trt, print_fn=print):
-    """A ``trt.IProgressMonitor`` that prints phase starts and steps (TensorRT >= 10)."""
+def _progress_monitor(print_fn=print) -> tensorrt.IProgressMonitor:
+    """A ``tensorrt.IProgressMonitor`` that prints phase starts and steps (TensorRT >= 10)."""
+    import tensorrt as trt
 
     class Monitor(trt.IProgressMonitor):
-        def __init__(self):
+        def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
             self._start = time.perf_counter()
 
-        def phase_start(self, phase_name, parent_phase, num_steps):
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
             indent = "  " if parent_phase else ""
             print_fn(f"[{time.perf_counter() - self._start:7.1f}s] {indent}{phase_name} ({num_steps} steps)")
 
-        def step_complete(self, phase_name, step):
+        def step_complete(self, phase_name: str, step: int) -> bool:
             return True  # keep building
 
-        def phase_finish(self, phase_name):
+        def phase_finish(self, phase_name: str) -> None:
             pass
 
     return Monitor()
+
+
+def _attach_timing_cache(config: tensorrt.IBuilderConfig, path: Path) -> tensorrt.ITimingCache:
+    """Read the timing cache at ``path`` into ``config``; a cache TensorRT refuses (another GPU or version)
+    is discarded with a warning and the build starts from an empty one."""
+    blob = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(blob)
+    if config.set_timing_cache(cache, ignore_mismatch=False):
+        return cache
+    if blob:
+        print(f"warning: TensorRT refused the timing cache {path} (made on another GPU or TensorRT version); "
+              "starting from an empty one", file=sys.stderr)
+        cache = config.create_timing_cache(b"")
+        if config.set_timing_cache(cache, ignore_mismatch=False):
+            return cache
+    raise EngineError(f"TensorRT could not use a timing cache for {path}; delete it or build without a timing cache")
 
 
 def build_engine(
@@ -174,18 +231,19 @@ def build_engine(
     Args:
         onnx_path: the ONNX variant the plan expects.
         shape_profile: {input name: (min, opt, max) shapes} for dynamic inputs (e.g. the window batch).
-        timing_cache: file to read and update with kernel timings (faster rebuilds).
-        plugin_libraries: shared libraries with TensorRT plugins to load first.
+        timing_cache: file to read and update with kernel timings (faster rebuilds); name it per device
+            (:func:`radseg_edge.export.cache.timing_cache_path`). A cache TensorRT refuses is replaced.
+        plugin_libraries: shared libraries with TensorRT plugins, loaded through the plugin registry
+            before parsing.
     Returns:
         the serialized engine bytes (store them with :class:`radseg_edge.export.cache.EngineCache`).
     """
-    trt = require("tensorrt", "trt", "building TensorRT engines")
-    import ctypes
+    ensure_tensorrt("building TensorRT engines")
+    import tensorrt as trt
 
-    for lib in plugin_libraries:
-        ctypes.CDLL(str(lib))
     logger = trt.Logger(trt.Logger.WARNING)
     trt.init_libnvinfer_plugins(logger, "")
+    load_plugin_libraries(plugin_libraries)
     builder = trt.Builder(logger)
     net_flags = 0
     for name in plan.network_flags:
@@ -208,18 +266,20 @@ def build_engine(
     if shape_profile:
         profile = builder.create_optimization_profile()
         for name, (smin, sopt, smax) in shape_profile.items():
-            profile.set_shape(name, tuple(smin), tuple(sopt), tuple(smax))
+            profile.set_shape(name, trt.Dims([int(d) for d in smin]), trt.Dims([int(d) for d in sopt]),
+                              trt.Dims([int(d) for d in smax]))
         config.add_optimization_profile(profile)
-    cache = None
     if timing_cache is not None:
-        blob = Path(timing_cache).read_bytes() if Path(timing_cache).exists() else b""
-        cache = config.create_timing_cache(blob)
-        config.set_timing_cache(cache, ignore_mismatch=False)
+        _attach_timing_cache(config, Path(timing_cache))
     if progress and hasattr(trt, "IProgressMonitor"):
-        config.progress_monitor = _progress_monitor(trt)
+        config.progress_monitor = _progress_monitor()
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
-    if cache is not None:
-        Path(timing_cache).write_bytes(bytes(config.get_timing_cache().serialize()))
+    if timing_cache is not None:
+        final = config.get_timing_cache()
+        if final is not None:
+            tmp = Path(str(timing_cache) + ".tmp")
+            tmp.write_bytes(bytes(final.serialize()))
+            os.replace(tmp, timing_cache)
     return bytes(serialized)

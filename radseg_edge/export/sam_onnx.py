@@ -11,7 +11,8 @@ Graph (names fixed, shapes with P prompts and K mask prompts dynamic, as in Nano
     outputs  low_res_masks       P x 1 x 256 x 256 mask logits
              iou_predictions     P x 1
 
-Prompt generation and the merge stay on the host (:mod:`radseg_edge.core.refine`). The mask prompts use
+Prompt generation and the merge stay on the host (:mod:`radseg_edge.core.refine`); the graph runs with
+:class:`radseg_edge.backends.sam_onnx.SamDecoderOnnx`. The mask prompts use
 the reference's un-batched LayerNorm behaviour (what :class:`SamRefiner` does by default). Attention is
 exported as explicit MatMul-Softmax-MatMul and LayerNorm at opset >= 17 (TensorRT-safe, see EDGE.md).
 """
@@ -80,17 +81,3 @@ def export_sam_decoder_onnx(sam: SamPromptDecoder, path: str | os.PathLike, opse
     except Exception as exc:  # exporter failures come in many types
         raise EngineError(f"ONNX export of the SAM decoder failed: {type(exc).__name__}: {exc}") from exc
     return path
-
-
-def sam_decoder_session(path: str | os.PathLike, providers: list[str] | None = None):
-    """An ONNX Runtime session of the exported graph (CPU unless ``providers`` say otherwise)."""
-    ort = require("onnxruntime", "onnx", "running the SAM decoder in ONNX Runtime")
-    return ort.InferenceSession(str(path), providers=providers or ["CPUExecutionProvider"])
-
-
-def run_sam_decoder_onnx(session_or_path, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the exported graph: inputs in :data:`INPUT_NAMES` order -> (low_res_masks P x 1 x 256 x 256, iou P x 1)."""
-    session = session_or_path if hasattr(session_or_path, "run") else sam_decoder_session(session_or_path)
-    feed = {name: t.detach().cpu().numpy() for name, t in zip(INPUT_NAMES, inputs, strict=True)}
-    low, iou = session.run(OUTPUT_NAMES, feed)
-    return torch.from_numpy(low), torch.from_numpy(iou)

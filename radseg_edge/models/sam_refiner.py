@@ -119,28 +119,28 @@ class SamRefiner:
     """SAM neck + prompt encoder + mask decoder applied to RADIO ``sam`` features (RADSeg+)."""
 
     def __init__(
-        self, sam: SamPromptDecoder, options: RefineOptions | None = None, prompt_batch: int = 32, onnx_session=None
+        self, sam: SamPromptDecoder, options: RefineOptions | None = None, prompt_batch: int = 32,
+        decoder: Callable[[tuple[Tensor, ...]], tuple[Tensor, Tensor]] | None = None,
     ) -> None:
         """``prompt_batch``: prompts per decoder call (memory: about prompt_batch x 20 MB for SAM ViT-H); the
-        result does not depend on it. ``onnx_session``: run neck + prompt encoder + mask decoder with this
-        ONNX Runtime session of :func:`radseg_edge.export.sam_onnx.export_sam_decoder_onnx`'s graph instead of
-        PyTorch (see :meth:`with_onnx`)."""
+        result does not depend on it. ``decoder``: runs neck + prompt encoder + mask decoder of an exported
+        graph instead of PyTorch: (padded sam features 1 x S x 64 x 64, point coords P x 1 x 2, point labels
+        P x 1, boxes P x 4, mask inputs K x 1 x 256 x 256, prompt mask index P) -> (low-res logits
+        P x 1 x 256 x 256, IoU P x 1), e.g. :class:`radseg_edge.backends.sam_onnx.SamDecoderOnnx` (see
+        :meth:`with_decoder`)."""
         self.sam = sam.eval()
         self.prompt_batch = max(1, int(prompt_batch))
-        self.onnx_session = onnx_session
+        self.decoder = decoder
         for p in self.sam.parameters():
             p.requires_grad_(False)
         self.options = options or RefineOptions.reference()
-        if onnx_session is not None and not self.options.unbatched_mask_prompt:
+        if decoder is not None and not self.options.unbatched_mask_prompt:
             raise InputError("the exported SAM graph reproduces the reference's un-batched mask prompt only; "
                              "use the PyTorch decoder for RefineOptions(unbatched_mask_prompt=False)")
 
-    def with_onnx(self, path_or_session, providers: list[str] | None = None) -> SamRefiner:
-        """The same refiner with the decoder run by ONNX Runtime (an exported .onnx path or a session)."""
-        from radseg_edge.export.sam_onnx import sam_decoder_session
-
-        session = path_or_session if hasattr(path_or_session, "run") else sam_decoder_session(path_or_session, providers)
-        return SamRefiner(self.sam, self.options, self.prompt_batch, onnx_session=session)
+    def with_decoder(self, decoder: Callable[[tuple[Tensor, ...]], tuple[Tensor, Tensor]]) -> SamRefiner:
+        """The same refiner with the decoder run by ``decoder`` (e.g. ``SamDecoderOnnx("sam_decoder.onnx")``)."""
+        return SamRefiner(self.sam, self.options, self.prompt_batch, decoder=decoder)
 
     @classmethod
     def from_checkpoint(
@@ -199,7 +199,7 @@ class SamRefiner:
         ``backbone`` maps the long-side-1024 image to RADIO features and ``sam`` head features (``_Backbone``).
         """
         radio_feats, sam_feats = backbone(resize_for_sam(image))
-        if self.onnx_session is not None:  # the exported graph runs the neck itself
+        if self.decoder is not None:  # the exported graph runs the neck itself
             return radio_feats, sam_feats, None
         return radio_feats, sam_feats, self.sam.embed_image(pad_to_sam_grid(sam_feats))
 
@@ -220,15 +220,12 @@ class SamRefiner:
         index = torch.tensor([classes.index(c) for c in prompts.classes.tolist()], dtype=torch.int64)
         dev = sam_features.device
         coords, labels, boxes, masks_in, index = (t.to(dev) for t in (coords, labels, boxes, masks_in, index))
-        if self.onnx_session is not None:
-            from radseg_edge.export.sam_onnx import run_sam_decoder_onnx
-
+        if self.decoder is not None:
             padded = pad_to_sam_grid(sam_features)
+            decoder = self.decoder
 
             def run(sl: slice) -> tuple[Tensor, Tensor]:
-                low, iou = run_sam_decoder_onnx(
-                    self.onnx_session, (padded, coords[sl], labels[sl], boxes[sl], masks_in, index[sl])
-                )
+                low, iou = decoder((padded, coords[sl], labels[sl], boxes[sl], masks_in, index[sl]))
                 return low.to(dev), iou.to(dev)
         else:
 
