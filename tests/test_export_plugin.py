@@ -139,7 +139,7 @@ def _fake_tensorrt_folder(tmp_path, head_model):
     onnx.save(head_model, str(head))
     manifest = Manifest(format="engine-fp16", precision="fp16", model={"embed_dim": 192}, vocabulary={"dim": 64},
                         windows={"crop": CROP, "patch": 16},
-                        artefacts={"head": artefact_record(head, kind="fp32", plugins=plugin.graph_plugins(head))})
+                        artefacts={"head": artefact_record(head, kind="fp16", plugins=plugin.graph_plugins(head))})
     manifest.write(tmp_path)
 
 
@@ -154,7 +154,9 @@ def test_engine_build_of_a_plugin_graph_passes_the_plugin_library(plugin_head, t
         calls["plugin_libraries"] = list(plugin_libraries)
         return b"ENGINE"
 
-    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0.30"))
+    fake_trt = types.ModuleType("tensorrt")  # a module with code, as the real package (not the stubs' namespace)
+    fake_trt.__version__, fake_trt.__file__ = "10.3.0.30", __file__
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_trt)
     monkeypatch.setattr(engine, "build_engine", fake_build)
     monkeypatch.setattr(cache, "describe_device", lambda: cache.DeviceDescription("Orin", "8.7", 16, "10.3.0.30",
                                                                                   "12.6", "36.4.3"))

@@ -206,9 +206,9 @@ def test_a_decompression_bomb_is_a_per_file_error_and_later_images_still_run(tmp
 
 @pytest.mark.parametrize("kind", ["file", "unwritable"])
 def test_output_folder_problems_are_one_line_before_any_work(tmp_path, capsys, monkeypatch, kind):
-    import radseg_edge.cli.segment as segment
+    import radseg_edge.cli._common as _common
 
-    monkeypatch.setattr(segment, "load_model_from_args", lambda *a: pytest.fail("loaded a model first"))
+    monkeypatch.setattr(_common, "load_model_from_args", lambda *a: pytest.fail("loaded a model first"))
     if kind == "file":
         out = tmp_path / "taken"
         out.write_text("")

@@ -79,7 +79,7 @@ def engine_folder(folder: Path, trt: FakeTensorRT, device: DeviceDescription = O
         engine = folder / f"{role}.fp16.engine"
         engine.write_bytes(blob)
         write_key(engine, EngineKey.create(device, "fp16", onnx, profiles[role], plugins))
-        artefacts[f"{role}_engine"] = {"file": engine.name, "onnx": onnx.name, "precision": "fp16",
+        artefacts[f"{role}_engine"] = {"file": engine.name, "sha256": sha256_file(engine), "onnx": onnx.name, "precision": "fp16",
                                        "shape_profile": format_profile(profiles[role]), "plugins": plugin_records}
     Manifest(format="engine-fp16", precision="fp16", model={"embed_dim": C}, vocabulary={"dim": D},
              windows={"crop": CROP, "stride": CROP, "patch": PATCH}, artefacts=artefacts).write(folder)
@@ -283,7 +283,8 @@ def _onnx_folder(folder: Path, kind: str, precision: str) -> Path:
     artefacts = {}
     for role in ("backbone", "head"):
         (folder / f"{role}.onnx").write_bytes(f"{role} {kind}".encode())
-        artefacts[role] = {"file": f"{role}.onnx", "kind": kind if role == "backbone" else "fp32",
+        artefacts[role] = {"file": f"{role}.onnx", "sha256": sha256_file(folder / f"{role}.onnx"),
+                           "kind": kind if role == "backbone" else "fp32",
                            "profile": profiles[role], "max_windows": 32}
     Manifest(format=f"onnx-{precision}", precision=precision, model={"embed_dim": C}, vocabulary={"dim": D},
              windows={"crop": CROP, "stride": CROP, "patch": PATCH}, artefacts=artefacts).write(folder)
@@ -323,7 +324,7 @@ def test_6_torch_tensorrt_programs_get_key_records_and_a_foreign_one_is_refused(
     program.write_bytes(b"program")
     write_key(program, program_key("fp16", profile, ORIN_AGX))
     Manifest(format="torch-tensorrt", precision="fp16", model={}, vocabulary={}, windows={"crop": CROP, "stride": CROP},
-             artefacts={"backbone_trt": {"file": program.name, "precision": "fp16",
+             artefacts={"backbone_trt": {"file": program.name, "sha256": sha256_file(program), "precision": "fp16",
                                          "shape_profile": format_profile(profile)}}).write(folder)
     loaded = []
     TorchTensorRTBackend(folder, device_description=ORIN_AGX, load=loaded.append)
