@@ -61,12 +61,18 @@ def run(args: argparse.Namespace) -> int:
     paths = expand_images(args.images)
     if not paths:
         raise InputError(f"no images found in {args.images}")
-    radio = load_model_from_args(args)
-    vocab = vocab_from_args(args, radio)
-    seg = radseg_from_args(args, radio, vocabulary=vocab)
     from radseg_edge.backends import backend_from_args
 
-    backend = backend_from_args(args, radseg=seg, vocabulary=vocab)
+    if args.backend == "triton":  # the server holds the model and its classes: nothing to load here
+        from radseg_edge.backends.triton import served_vocabulary
+
+        backend = backend_from_args(args)
+        vocab = served_vocabulary(backend, args.vocab, args.classes)
+    else:
+        radio = load_model_from_args(args)
+        vocab = vocab_from_args(args, radio)
+        seg = radseg_from_args(args, radio, vocabulary=vocab)
+        backend = backend_from_args(args, radseg=seg, vocabulary=vocab)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failures: list[tuple[Path, str]] = []
