@@ -189,6 +189,7 @@ OTHER_RESULTS = (
     ("refine", "python benchmarks/bench_refine.py", "RADSeg+ refinement cost"),
     ("cpp_runtime", "python benchmarks/bench_cpp_runtime.py", "C++ runtime vs Python pipeline"),
     ("stream_pipeline_c-radio_v3-b", "python benchmarks/stream_pipeline.py", "Streaming runtime"),
+    ("triton_load", "python benchmarks/bench_triton_load.py", "Many cameras, one server: Triton serving under load"),
 )
 
 

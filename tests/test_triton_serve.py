@@ -169,3 +169,15 @@ def test_frame_server_runs_a_batch_in_one_call_equal_to_frame_by_frame(local):
     for i, frame in enumerate(frames):
         assert np.array_equal(out["labels"][i], local(frame).labels.numpy()[0])
     assert server.batch_sizes == {3: 1}
+
+
+def test_server_urls_and_protocols():
+    from radseg_edge.backends.triton import parse_url
+    from radseg_edge.errors import InputError
+
+    assert parse_url("127.0.0.1:8001") == ("127.0.0.1:8001", "grpc")
+    assert parse_url("http://gpu:8000/") == ("gpu:8000", "http")
+    assert parse_url("gpu:8000", "http") == ("gpu:8000", "http")
+    for bad in ("https://gpu:8000", "gpu", "grpc://gpu:1"):
+        with pytest.raises(InputError, match="--server"):
+            parse_url(bad, "http" if bad.startswith("grpc") else None)
