@@ -208,7 +208,7 @@ def bench_model(name: str, cameras: list[int], seconds: float, threads: int, wor
     finally:
         stop_server(proc)
         log.close()
-    return {"model": name, "frame": [h, w], "camera_fps": fps, "max_batch": max_batch, "queue_delay_us": delay,
+    return {"model": name, "frame": [h, w], "camera_fps": fps, "seconds": seconds, "max_batch": max_batch, "queue_delay_us": delay,
             "local_latency_ms_p50": float(np.median(local)) * 1e3, "local_fps": local_fps, "export_s": export_s,
             "rows": rows}
 
@@ -216,18 +216,19 @@ def bench_model(name: str, cameras: list[int], seconds: float, threads: int, wor
 def markdown(doc: dict) -> str:
     lines = ["# Triton serving under load: N cameras against `radseg-edge serve` (127.0.0.1)", "",
              f"{doc['machine']}, {doc['date']}; ONNX Runtime CPU with {doc['threads']} intra-op threads on both "
-             f"sides; {doc['seconds']:.0f} s per N. `local` = the same frames run one by one with ONNX Runtime on "
+             f"sides; measured seconds per N given per model. `local` = the same frames run one by one with ONNX Runtime on "
              "the same export (the best these cameras get without a server: min(offered, local fps)). "
              "Batch = Triton's inferences / executions.", ""]
     for m in doc["models"]:
         lines += [f"## {m['model']} ({m['frame'][0]}x{m['frame'][1]}, each camera {m['camera_fps']:g} fps, "
-                  f"max batch {m['max_batch']}, queue delay {m['queue_delay_us'] / 1000:g} ms)", "",
+                  f"max batch {m['max_batch']}, queue delay {m['queue_delay_us'] / 1000:g} ms, "
+                  f"{m.get('seconds', doc['seconds']):g} s per N)", "",
                   f"Local one by one: {m['local_fps']:.1f} frames/s (p50 {m['local_latency_ms_p50']:.0f} ms per frame).", "",
-                  "| cameras | offered fps | served fps | local fps | served / local | p50 ms (median camera) | "
-                  "p99 ms (worst camera) | avg batch | dropped |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| cameras | offered fps | frames served | served fps | local fps | served / local | "
+                  "p50 ms (median camera) | p99 ms (worst camera) | avg batch | dropped |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in m["rows"]:
-            lines.append(f"| {r['cameras']} | {r['offered_fps']:.0f} | {r['served_fps']:.1f} | "
+            lines.append(f"| {r['cameras']} | {r['offered_fps']:.0f} | {r['frames']} | {r['served_fps']:.1f} | "
                          f"{r['local_one_by_one_fps']:.1f} | {r['ratio_vs_local']:.2f}x | {r['p50_ms_median']:.0f} | "
                          f"{r['p99_ms_max']:.0f} | {r['avg_batch']:.2f} | {r['dropped']} |")
         lines.append("")
@@ -236,12 +237,17 @@ def markdown(doc: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--markdown-only", metavar="JSON", help="rewrite the Markdown of a saved JSON and exit")
     ap.add_argument("--models", default="tiny,c-radio_v3-b", help="comma list of: " + ", ".join(MODELS))
     ap.add_argument("--cameras", default="1,2,4,8,16")
     ap.add_argument("--seconds", type=float, default=6.0, help="measured seconds per N (default 6)")
     ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads (default 2)")
     ap.add_argument("--out", default=str(RESULTS / "triton_load"))
     args = ap.parse_args(argv)
+    if args.markdown_only:
+        src = Path(args.markdown_only)
+        src.with_suffix(".md").write_text(markdown(json.loads(src.read_text())))
+        return 0
     cams = [int(c) for c in args.cameras.split(",")]
     doc = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "threads": args.threads,
