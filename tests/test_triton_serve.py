@@ -131,6 +131,25 @@ def test_segment_command_through_the_server(server, tmp_path):
     assert code == 0 and (tmp_path / "out" / "a_labels.png").is_file()
 
 
+def test_stream_command_through_the_server(server, tmp_path):
+    import json
+
+    import cv2
+
+    from radseg_edge.cli import main
+    from tests._export_helpers import tiny_vocabulary
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(_frames(3, seed=31)):
+        cv2.imwrite(str(folder / f"{i}.png"), frame[..., ::-1])
+    vocab = tiny_vocabulary().save(tmp_path / "vocab.safetensors")
+    code = main(["stream", "--source", str(folder), "--backend", "triton", "--server", f"127.0.0.1:{server[0]}",
+                 "--model", "radseg", "--vocab", str(vocab), "--sink", "null", "--profile", str(tmp_path / "p.json")])
+    assert code == 0
+    assert json.loads((tmp_path / "p.json").read_text())["frames"]["processed"] == 3
+
+
 def test_missing_model_is_one_sentence(server):
     from radseg_edge.backends.triton import TritonUnavailable
 
