@@ -5,13 +5,14 @@ that is down and a model that is missing are one clear sentence."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,8 +31,8 @@ def _frames(n: int, seed: int = 21) -> np.ndarray:
     return np.stack(synthetic_images(n, FRAME_HW, seed=seed))
 
 
-@pytest.fixture(scope="module")
-def server():
+@contextlib.contextmanager
+def serving(*extra: str, token: str | None = None):
     """A `radseg-edge serve` process on free loopback ports: yields (grpc_port, http_port, metrics_port)."""
     import tritonclient.grpc as grpcclient
 
@@ -39,8 +40,8 @@ def server():
     grpc_port, http_port, metrics_port = free_ports(3)
     cmd = [sys.executable, "-m", "radseg_edge", "serve", "--export-dir", str(model_dir), "--providers", "cpu",
            "--threads", "1", "--grpc-port", str(grpc_port), "--http-port", str(http_port), "--metrics-port",
-           str(metrics_port), "--max-batch", str(MAX_BATCH), "--queue-delay-us", "50000"]
-    log = (Path(model_dir).parent / "serve.log").open("w+")
+           str(metrics_port), "--max-batch", str(MAX_BATCH), "--queue-delay-us", "50000", *extra]
+    log = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -50,7 +51,8 @@ def server():
                 log.seek(0)
                 pytest.fail(f"serve exited with {proc.returncode}: {log.read()[-2000:]}")
             try:
-                if client.is_model_ready("radseg", client_timeout=2):
+                headers = {"triton-access-token": token} if token else None
+                if client.is_model_ready("radseg", headers=headers, client_timeout=2):
                     break
             except Exception:
                 pass
@@ -68,6 +70,12 @@ def server():
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server():
+    with serving() as ports:
+        yield ports
 
 
 @pytest.fixture(scope="module")
@@ -200,3 +208,17 @@ def test_server_urls_and_protocols():
     for bad in ("https://gpu:8000", "gpu", "grpc://gpu:1"):
         with pytest.raises(InputError, match="--server"):
             parse_url(bad, "http" if bad.startswith("grpc") else None)
+
+
+def test_a_server_with_a_token_refuses_clients_without_it(local):
+    from radseg_edge.backends.triton import TritonUnavailable
+
+    token = "correct-horse-battery"
+    with serving("--token", token, token=token) as (grpc_port, http_port, _):
+        with pytest.raises(TritonUnavailable, match="pass --token"):
+            make_backend("triton", url=f"127.0.0.1:{grpc_port}", model="radseg")
+        frame = _frames(1, seed=40)[0]
+        for url in (f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}"):
+            backend = make_backend("triton", url=url, model="radseg", token=token)
+            assert np.array_equal(backend(frame).labels.numpy(), local(frame).labels.numpy())
+            backend.close()

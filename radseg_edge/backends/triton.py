@@ -21,7 +21,7 @@ import torch
 from radseg_edge.backends.base import BackendResult, frame_uint8
 from radseg_edge.errors import EngineError, InputError, require
 
-#: the header carrying the serve token (PyTriton's restricted-endpoint header).
+#: the header carrying the serve token (PyTriton's restricted-endpoint header; gRPC: with Triton's prefix).
 TOKEN_HEADER = "triton-access-token"
 
 
@@ -70,7 +70,9 @@ class TritonBackend:
         self.url, self.protocol = parse_url(url, protocol)
         self.model = model
         self.timeout = float(timeout)
-        self.headers = {TOKEN_HEADER: token} if token else None
+        # Triton's restricted gRPC protocols expect the key with this prefix; HTTP takes it as is
+        key = f"triton-grpc-protocol-{TOKEN_HEADER}" if self.protocol == "grpc" else TOKEN_HEADER
+        self.headers = {key: token} if token else None
         self.retries = int(retries)
         self.retry_wait = float(retry_wait)
         self.with_probs = with_probs
@@ -112,7 +114,11 @@ class TritonBackend:
             listed = "it does not list its models" if names is None else f"models: {', '.join(names) or 'none'}"
             raise TritonUnavailable(f"the Triton server at {self._where()} has no model '{self.model}' ready "
                                     f"({listed}): check --model")
-        meta = self._metadata()
+        try:
+            meta = self._metadata()
+        except exc_type as exc:
+            raise TritonUnavailable(f"the Triton server at {self._where()} refused the metadata of '{self.model}' "
+                                    f"({_short(exc)}); if it was started with a token, pass --token") from exc
         self.input_shape = meta["frame"]  # [-1, H, W, 3]
         self.class_names = self._class_names()
 
