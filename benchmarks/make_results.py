@@ -195,6 +195,7 @@ OTHER_RESULTS = (
     ("mapping", "python benchmarks/bench_mapping.py", "3D mapping: fusion cost per frame vs segmentation"),
     ("gpu_h200/gpu_acceptance", "python3 benchmarks/gpu_acceptance.py --out benchmarks/results/gpu_h200",
      "GPU acceptance on one H200 (kernels, pipeline, targets, AGX Orin estimate)"),
+    ("triton_load", "python benchmarks/bench_triton_load.py", "Many cameras, one server: Triton serving under load"),
 )
 
 OTHER_RESULTS_HEADING = "## Other benchmark scripts"

@@ -16,6 +16,12 @@ from radseg_edge.errors import InputError, importable
 #: all backend names, best first (what "auto" tries in order).
 BACKENDS = ("tensorrt", "torch-tensorrt", "onnxruntime", "torch")
 
+#: backends that send frames to a server instead of running a model here (never chosen by "auto").
+REMOTE_BACKENDS = ("triton",)
+
+#: the served model's name when --model names a RADIO architecture (its default).
+DEFAULT_SERVED_MODEL = "radseg"
+
 #: manifest artefact roles each exported backend runs from.
 _ROLES = {
     "tensorrt": ("pipeline_engine", "backbone_engine"),
@@ -79,6 +85,10 @@ def make_backend(name: str = "auto", radseg=None, export_dir: str | os.PathLike 
     Raises:
         InputError: unknown name, missing dependency or GPU, or neither a RADSeg nor export folder fitting it.
     """
+    if name == "triton":  # a client of a Triton server: options url, model, protocol, timeout, token, ...
+        from radseg_edge.backends.triton import TritonBackend
+
+        return TritonBackend(**options)
     if name == "auto":
         roles = _export_roles(export_dir) if export_dir is not None else set()
         for candidate in available_backends():
@@ -119,17 +129,42 @@ def make_backend(name: str = "auto", radseg=None, export_dir: str | os.PathLike 
 def add_backend_args(parser) -> None:
     """Add --backend, --export-dir and --providers to an argparse parser (segment, stream, bench, ...)."""
     g = parser.add_argument_group("backend")
-    g.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
-                   help="auto (default): the best available for --export-dir, else torch")
+    g.add_argument("--backend", default="auto", choices=("auto", *BACKENDS, *REMOTE_BACKENDS),
+                   help="auto (default): the best available for --export-dir, else torch; triton: a Triton server")
     g.add_argument("--export-dir", metavar="DIR", help="folder written by `radseg-edge export` (non-torch backends)")
     g.add_argument("--providers", default="auto",
                    help="onnxruntime execution providers: auto, cpu, cuda, tensorrt or a comma list (default auto)")
+    add_triton_client_args(parser)
+
+
+def add_triton_client_args(parser) -> None:
+    """--server, --protocol, --timeout, --token of the triton backend (its model name is --model)."""
+    g = parser.add_argument_group("triton backend (--backend triton; --model NAME is the served model, default radseg)")
+    g.add_argument("--server", default="127.0.0.1:8001", metavar="URL",
+                   help="Triton server: HOST:PORT (gRPC) or http://HOST:PORT (default 127.0.0.1:8001)")
+    g.add_argument("--protocol", choices=("grpc", "http"), help="protocol when --server has no scheme (default grpc)")
+    g.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds per request (default 10)")
+    g.add_argument("--token", default=os.environ.get("RADSEG_SERVE_TOKEN"),
+                   help="token of a server started with --token (env RADSEG_SERVE_TOKEN)")
+
+
+def triton_options_from_args(args) -> dict:
+    """make_backend("triton", **options) options from :func:`add_triton_client_args` (and --model)."""
+    from radseg_edge.models.configs import CONFIGS
+
+    model = getattr(args, "model", None)
+    if not model or model in CONFIGS:  # --model left at its RADIO default
+        model = DEFAULT_SERVED_MODEL
+    return {"url": args.server, "model": model, "protocol": args.protocol, "timeout": args.timeout,
+            "token": args.token}
 
 
 def backend_from_args(args, radseg=None, vocabulary=None):
     """The backend chosen by :func:`add_backend_args` options (``radseg`` for the torch backend)."""
     options = {}
     name = args.backend
+    if name in REMOTE_BACKENDS:
+        return make_backend(name, **triton_options_from_args(args))
     export_dir = getattr(args, "export_dir", None)
     if name == "onnxruntime" or (name == "auto" and export_dir):
         providers = getattr(args, "providers", "auto")
@@ -145,4 +180,4 @@ def backend_from_args(args, radseg=None, vocabulary=None):
     return make_backend(name, radseg=radseg, export_dir=export_dir, **options)
 
 
-__all__ = ["BACKENDS", "add_backend_args", "available_backends", "backend_from_args", "make_backend", "why_unavailable"]
+__all__ = ["BACKENDS", "REMOTE_BACKENDS", "add_backend_args", "add_triton_client_args", "triton_options_from_args", "available_backends", "backend_from_args", "make_backend", "why_unavailable"]

@@ -233,11 +233,16 @@ def export_vocabulary(args: argparse.Namespace):
 
 
 def backend_and_vocab_from_args(args: argparse.Namespace, profiler=None):
-    """(backend, vocabulary) for segment-like commands. An exported backend with no --checkpoint runs from
-    its export folder alone (nothing loaded or downloaded); otherwise the checkpoint is loaded and the
-    torch RADSeg built (``profiler`` is passed to it)."""
+    """(backend, vocabulary) for segment-like commands. The triton backend and an exported backend with no
+    --checkpoint load nothing here (the server or the export folder holds the model; nothing is downloaded);
+    otherwise the checkpoint is loaded and the torch RADSeg built (``profiler`` is passed to it)."""
     from radseg_edge.backends import backend_from_args
 
+    if getattr(args, "backend", None) == "triton":  # the server holds the model and its classes: nothing to load here
+        from radseg_edge.backends.triton import served_vocabulary
+
+        backend = backend_from_args(args)
+        return backend, served_vocabulary(backend, args.vocab, args.classes)
     if exported_only(args):  # the export folder holds everything: no checkpoint, no download
         vocab = export_vocabulary(args)
         return backend_from_args(args, radseg=None, vocabulary=vocab), vocab

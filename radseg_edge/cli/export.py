@@ -18,7 +18,10 @@ FORMAT_HELP = """formats:
                   (engine formats: SCGA of the head graph is the radseg TensorRT plugin's node, built from
                   kernels/ by CMake; --no-plugin keeps standard ops)
   torch-tensorrt  torch-tensorrt compiled programs saved as ExportedPrograms (needs torch_tensorrt and a GPU)
-""" + AOTI_HELP + """
+""" + AOTI_HELP + """  triton          a Triton Inference Server model repository (--imgsz and --vocab needed): the fixed-size
+                  pipeline as an onnxruntime_onnx model with a dynamic batch (+ tensorrt_plan with a GPU);
+                  -o is the repository folder (see docs/serving.md)
+
 Every export is compared with the PyTorch pipeline (accuracy gate); a failing export is refused unless --force.
 The folder gets manifest.json (model, vocabulary dimension, crop, precision, versions, gate figures)."""
 
@@ -31,7 +34,7 @@ def register(sub) -> None:
     )
     from radseg_edge.export.build import FORMATS
 
-    p.add_argument("--format", "-f", required=True, choices=(*FORMATS, AOTI), help="what to produce (see below)")
+    p.add_argument("--format", "-f", required=True, choices=(*FORMATS, AOTI, "triton"), help="what to produce (see below)")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
     p.add_argument("--imgsz", metavar="HxW", help="also export the whole pipeline for frames of this size (e.g. 480x640)")
     p.add_argument("--no-split", action="store_true", help="with --imgsz: skip the backbone/head graphs")
@@ -58,6 +61,9 @@ def register(sub) -> None:
                    help="INT8 quantizer (auto: NVIDIA ModelOpt, else ONNX Runtime)")
     p.add_argument("--quantize-attention", action="store_true",
                    help="also quantize attention/SCRA/SCGA MatMuls (default: only MatMuls with weights)")
+    from radseg_edge.cli._export_triton import add_triton_args
+
+    add_triton_args(p)
     add_model_args(p)
     add_radseg_args(p)
     p.set_defaults(func=run)
@@ -91,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
         from radseg_edge.cli._export_aoti import run_aoti
 
         return run_aoti(args)
+    if args.format == "triton":
+        from radseg_edge.cli._export_triton import run_triton
+
+        return run_triton(args, _thresholds(args, "fp32"))
     check_feasible(args.format)  # say why a format is impossible here before loading anything
     imgsz = parse_imgsz(args.imgsz) if args.imgsz else None
     radio = load_model_from_args(args)

@@ -162,9 +162,14 @@ def run(args: argparse.Namespace) -> int:
     bank = EmbeddingBank(encoder=lazy_text_encoder(text_model, device="cpu") if text_model else None)
     vocab = _initial_vocabulary(args, bank)
     providers = args.providers.split(",") if "," in args.providers else args.providers
+    options = {"providers": providers} if backend in ("onnxruntime", "auto") else None
+    if backend == "triton":
+        from radseg_edge.backends import triton_options_from_args
+
+        options = triton_options_from_args(args)
     segmenter = make_segmenter(
         backend, checkpoint, vocab, device=device, radio=radio if radio is not None else (lambda: load_model_from_args(args)),
-        export_dir=args.export_dir, backend_options={"providers": providers} if backend in ("onnxruntime", "auto") else None,
+        export_dir=args.export_dir, backend_options=options,
         **radseg_options_from_args(args),
     )
     for reason in getattr(segmenter, "fallback_reasons", []):

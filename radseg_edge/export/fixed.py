@@ -1,12 +1,16 @@
 """The whole RADSeg pipeline for one fixed frame size, as one static-shape traceable nn.Module.
 
     pipe = FixedResolutionPipeline(seg, vocabulary.embeddings, height=480, width=640)
-    labels, probs = pipe(frame)   # frame: 1 x 480 x 640 x 3 uint8 RGB
+    labels, probs = pipe(frames)  # frames: B x 480 x 640 x 3 uint8 RGB (B >= 1, e.g. several cameras)
 
 Everything that depends on the frame size (pre-resize target, window boxes, overlap counts, upsample
 size) is computed at construction, so the forward has no data-dependent control flow: it traces with
 ``torch.onnx.export`` (one ONNX graph -> one TensorRT engine per frame) and with ``torch.export`` /
 AOTInductor (the C++ runtime). The class embeddings are baked in as a constant.
+
+The batch dimension may be dynamic (:func:`batch_dynamic_shapes`): frames of several cameras of the
+same size then run as one batch (Triton's dynamic batching); each frame's result equals its result
+alone (windows, SCGA statistics and prompt denoising are per frame).
 """
 
 from __future__ import annotations
@@ -54,8 +58,8 @@ class FixedResolutionPipeline(nn.Module):
         vocab_embeddings: K x D class embeddings (a tensor or anything with ``.embeddings``).
         height, width: the frame size in pixels.
     forward:
-        frame: 1 x H x W x 3 uint8 RGB.
-        -> (labels 1 x H x W int64, probs 1 x K x H x W fp32), equal to ``radseg(frame[0].numpy(), vocab)``.
+        frame: B x H x W x 3 uint8 RGB (B frames of the same size, processed independently).
+        -> (labels B x H x W int64, probs B x K x H x W fp32); frame i's equal ``radseg(frame[i].numpy(), vocab)``.
     """
 
     def __init__(self, radseg: nn.Module, vocab_embeddings, height: int, width: int) -> None:
@@ -87,20 +91,28 @@ class FixedResolutionPipeline(nn.Module):
         return int(self.text_embeddings.shape[0])
 
     def features(self, frame: Tensor) -> Tensor:
-        """Stitched backbone features 1 x C x h x w of a 1 x H x W x 3 uint8 frame."""
+        """Stitched backbone features B x C x h x w of B x H x W x 3 uint8 frames."""
         x = frame.permute(0, 3, 1, 2).float() / 255.0
         x = resize_bilinear(x, self.resized_hw)
-        windows = extract_windows_static(x, self.boxes) if self.num_windows > 1 else x
-        feats = self.backbone(windows)
         if self.num_windows == 1:
-            return feats
-        return stitch_static(feats, self.boxes, self.grid_hw, self.patch)
+            return self.backbone(x)
+        feats = self.backbone(extract_windows_static(x, self.boxes))  # (nW * B) x C x hp x wp, window-major
+        c, hp, wp = feats.shape[1:]
+        # nW x (B * C) x hp x wp: stitching every frame's channels at once keeps the boxes static
+        stitched = stitch_static(feats.reshape(self.num_windows, -1, hp, wp), self.boxes, self.grid_hw, self.patch)
+        return stitched.reshape(-1, c, *self.grid_hw)
 
     def forward(self, frame: Tensor) -> tuple[Tensor, Tensor]:
         lowres = self.head(self.features(frame), self.text_embeddings)
         probs = denoise_export(resize_bilinear(lowres, (self.height, self.width)), self.denoise)
         return labels_export(probs, self.prediction_thresh), probs
 
-    def example_input(self) -> Tensor:
-        """A 1 x H x W x 3 uint8 frame of the right shape (for tracing)."""
-        return torch.zeros(1, self.height, self.width, 3, dtype=torch.uint8)
+    def example_input(self, batch: int = 1) -> Tensor:
+        """``batch`` x H x W x 3 uint8 frames of the right shape (for tracing)."""
+        return torch.zeros(batch, self.height, self.width, 3, dtype=torch.uint8)
+
+
+def batch_dynamic_shapes(max_batch: int) -> dict:
+    """``dynamic_shapes`` for exporting :class:`FixedResolutionPipeline` with a batch of 1..max_batch frames
+    (trace with ``example_input(2)`` so the batch is not specialised to 1)."""
+    return {"frame": {0: torch.export.Dim("batch", min=1, max=max(int(max_batch), 2))}}

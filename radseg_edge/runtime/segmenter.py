@@ -198,6 +198,12 @@ def make_segmenter(
     if backend == "torch":
         return TorchSegmenter(radio if radio is not None else checkpoint, vocab, device=device, profiler=profiler,
                               **radseg_options)
+    if backend == "triton":  # a Triton server runs the model (backend_options: url, model, timeout, token)
+        try:
+            built = make_backend("triton", vocabulary=vocab, **(backend_options or {}))
+        except RadsegError as exc:
+            raise EngineError(f"backend triton: {exc}") from exc
+        return BackendSegmenter(built, vocab, profiler)
     if backend not in BACKENDS and backend != AUTO_EXPORTED:
         raise EngineError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)} or auto")
     if export_dir is None:
