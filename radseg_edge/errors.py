@@ -44,12 +44,6 @@ def require(module: str, extra: str, purpose: str):
             f"{purpose} needs the Python package '{module.split('.')[0]}', which is not installed: "
             f"pip install 'radseg-edge[{extra}]'"
         ) from exc
-    if getattr(mod, "__file__", None) is None and getattr(getattr(mod, "__spec__", None), "origin", None) is None:
-        # a namespace without code, e.g. the folder the tensorrt-stubs type stubs install
-        raise MissingDependencyError(
-            f"{purpose} needs the Python package '{module.split('.')[0]}'; only an empty namespace of that name "
-            f"(type stubs?) is installed: pip install 'radseg-edge[{extra}]'"
-        )
     return mod
 
 

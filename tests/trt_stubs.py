@@ -1,6 +1,6 @@
 """The ``tensorrt-stubs`` type stubs (the TensorRT Python API without the library), made usable by mypy.
 
-The 10.13 stubs are installed with ``pip install --no-deps tensorrt-stubs`` (their dependency ``tensorrt``
+The 10.13 stubs are installed with ``pip install --no-deps --target .stubs tensorrt-stubs`` (their dependency ``tensorrt``
 cannot install without NVIDIA's libraries). Their files need three mechanical repairs before mypy reads
 them: parameters named ``in`` (a keyword), parameters without a default after ones with a default, and an
 import of ``tensorrt_libs`` (a runtime-only package). :func:`usable_stubs` copies them with those repairs
@@ -17,18 +17,29 @@ import re
 import tempfile
 from pathlib import Path
 
-STUBS_MISSING = ("tensorrt-stubs is not installed: pip install --no-deps tensorrt-stubs==10.13.0.35.1 "
+STUBS_MISSING = ("tensorrt-stubs is not installed: pip install --no-deps --target .stubs tensorrt-stubs==10.13.0.35.1 "
                  "(the README's test command does)")
+
+#: where the README's test command puts the stubs (kept off sys.path: their empty ``tensorrt`` folder would
+#: look like an installed TensorRT to other packages).
+STUBS_FOLDER = Path(__file__).resolve().parents[1] / ".stubs"
 
 
 def stubs_root() -> Path | None:
-    """The folder holding ``tensorrt/__init__.pyi`` and ``tensorrt_bindings/`` of the installed stubs, or None."""
-    try:
-        dist = importlib.metadata.distribution("tensorrt-stubs")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    root = Path(str(dist.locate_file("")))
-    return root if (root / "tensorrt_bindings" / "tensorrt.pyi").is_file() else None
+    """The folder holding ``tensorrt/__init__.pyi`` and ``tensorrt_bindings/`` of the stubs (``.stubs/`` of the
+    repository first, else an installed distribution), or None."""
+    for dist in [*importlib.metadata.distributions(path=[str(STUBS_FOLDER)]), None]:
+        if dist is None:
+            try:
+                dist = importlib.metadata.distribution("tensorrt-stubs")
+            except importlib.metadata.PackageNotFoundError:
+                return None
+        elif dist.metadata["Name"] != "tensorrt-stubs":
+            continue
+        root = Path(str(dist.locate_file("")))
+        if (root / "tensorrt_bindings" / "tensorrt.pyi").is_file():
+            return root
+    return None
 
 
 def _repair_signature(line: str) -> str:
