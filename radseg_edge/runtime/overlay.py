@@ -90,12 +90,14 @@ def overlay(
     """
     if image.shape[:2] != labels.shape[:2]:
         raise ValueError(f"overlay: image {image.shape[:2]} and labels {labels.shape[:2]} differ in size")
-    color = colorize(labels, len(class_names))
-    valid = ((labels >= 0) & (labels < len(class_names)))[..., None]
-    blended = np.where(valid, (image * (1 - alpha) + color * alpha), image).astype(np.uint8)
-    if legend and len(class_names):
-        present = sorted(int(k) for k in np.unique(labels) if 0 <= k < len(class_names))
-        blended = draw_legend(blended, class_names, present)
+    k = len(class_names)
+    color = colorize(labels, k)
+    valid = (labels >= 0) & (labels < k)
+    blended = np.ascontiguousarray(image, dtype=np.uint8).copy()  # uint8 blend (rounded), unlabelled pixels kept
+    np.copyto(blended, cv2.addWeighted(blended, 1.0 - alpha, color, alpha, 0.0), where=valid[..., None])
+    if legend and k:
+        counts = np.bincount(np.where(valid, labels, k).ravel().astype(np.int64), minlength=k + 1)[:k]
+        blended = draw_legend(blended, class_names, np.flatnonzero(counts).tolist())
     if text_lines:
         blended = draw_text_lines(blended, text_lines)
     return blended
