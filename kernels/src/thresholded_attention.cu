@@ -407,6 +407,10 @@ size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 bool launch_ok() { return cudaGetLastError() == cudaSuccess; }
 
+// Allows `kernel` the largest dynamic shared memory the device has room for (opt-in limit minus the
+// static part), not just `dynamic_bytes`: the attribute is per function and process-wide, so setting
+// it to each call's own size would let a concurrent call on another host thread (a narrower width)
+// lower it between this call's check and its launch.
 int check_shared(const void* kernel, size_t dynamic_bytes, size_t static_bytes) {
     int device = 0, optin = 0;
     if (cudaGetDevice(&device) != cudaSuccess ||
@@ -414,18 +418,30 @@ int check_shared(const void* kernel, size_t dynamic_bytes, size_t static_bytes) 
         return RADSEG_ERR_CUDA;
     }
     if (dynamic_bytes + static_bytes > static_cast<size_t>(optin)) return RADSEG_ERR_SHARED_MEMORY;
-    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(dynamic_bytes)) !=
-        cudaSuccess) {
+    const int allowed = optin - static_cast<int>(static_bytes);
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, allowed) != cudaSuccess) {
         return RADSEG_ERR_CUDA;
     }
     return RADSEG_OK;
 }
 
+// The tensor-core kernel runs only where its loaded code was compiled for sm_80+: a device of compute
+// capability >= 8.0 AND a binary (or PTX JIT-compiled) from compute_80 or newer. A build for older
+// targets only (e.g. CMAKE_CUDA_ARCHITECTURES=75) running on an sm_80+ device JIT-compiles the
+// __trap() branch, so the device's capability alone is not enough.
+template <typename T>
 bool tensor_cores_available() {
     int device = 0, major = 0;
     if (cudaGetDevice(&device) != cudaSuccess) return false;
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return false;
-    return major >= 8;
+    if (major < 8) return false;
+    cudaFuncAttributes attributes{};
+    if (cudaFuncGetAttributes(&attributes, reinterpret_cast<const void*>(thresholded_attention_tc_kernel<T>)) !=
+        cudaSuccess) {
+        (void)cudaGetLastError();  // no image for this device: the fp32-workspace kernel reports it at launch
+        return false;
+    }
+    return attributes.ptxVersion >= 80;
 }
 
 // Q: the type of the normalised rows in the workspace (T on the tensor-core path, else fp32).
@@ -474,7 +490,7 @@ int run_attention(const void* x, const void* v, void* out, void* q, float* thres
                   int64_t heads, int64_t n, int64_t d, int64_t v_sb, int64_t v_sh, int64_t v_sn, float tau, bool scga,
                   bool batch_mean, cudaStream_t stream) {
     if constexpr (!std::is_same<T, float>::value) {
-        if (tensor_cores_available()) {
+        if (tensor_cores_available<T>()) {
             return run_attention_with<T, T>(x, v, out, q, threshold, partial, batch, heads, n, d, v_sb, v_sh, v_sn,
                                             tau, scga, batch_mean, stream);
         }
