@@ -60,6 +60,14 @@ def test_library_wrapper_needs_cuda_tensors(library):
         library.scga(torch.randn(1, 10, 8), 10.0)
 
 
+def test_library_wrapper_checks_shapes_before_launching(library):
+    # a mismatched o would make the kernel read past its end: refused in Python, on any device
+    with pytest.raises(InputError, match=r"o must be B x N x \(H\*d\)"):
+        library.self_correlation(torch.randn(2, 10, 30), torch.randn(2, 3, 10, 8), 10.0)
+    with pytest.raises(InputError, match="B x N x C"):
+        library.scga(torch.randn(10, 8), 10.0)
+
+
 def test_missing_library_file_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="cannot load the radseg kernels library"):
         KernelLibrary(tmp_path / "missing.so")
