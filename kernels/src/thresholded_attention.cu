@@ -407,19 +407,26 @@ size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 bool launch_ok() { return cudaGetLastError() == cudaSuccess; }
 
-// Allows `kernel` the largest dynamic shared memory the device has room for (opt-in limit minus the
-// static part), not just `dynamic_bytes`: the attribute is per function and process-wide, so setting
-// it to each call's own size would let a concurrent call on another host thread (a narrower width)
-// lower it between this call's check and its launch.
-int check_shared(const void* kernel, size_t dynamic_bytes, size_t static_bytes) {
+// Checks that `dynamic_bytes` of dynamic shared memory fit next to `kernel`'s static shared memory
+// (its real size, from cudaFuncGetAttributes) and allows the kernel the device's whole room (opt-in
+// limit minus the static part), not just this call's size: the attribute is per function and shared
+// by every host thread, so setting it to each call's own size would let a concurrent call with a
+// narrower width lower it between this call's check and its launch. Set once per device.
+int check_shared(const void* kernel, size_t dynamic_bytes) {
     int device = 0, optin = 0;
+    cudaFuncAttributes attributes{};
     if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess ||
+        cudaFuncGetAttributes(&attributes, kernel) != cudaSuccess) {
         return RADSEG_ERR_CUDA;
     }
-    if (dynamic_bytes + static_bytes > static_cast<size_t>(optin)) return RADSEG_ERR_SHARED_MEMORY;
-    const int allowed = optin - static_cast<int>(static_bytes);
-    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, allowed) != cudaSuccess) {
+    const size_t room = static_cast<size_t>(optin) > attributes.sharedSizeBytes
+                            ? static_cast<size_t>(optin) - attributes.sharedSizeBytes
+                            : 0;
+    if (dynamic_bytes > room) return RADSEG_ERR_SHARED_MEMORY;
+    if (static_cast<size_t>(attributes.maxDynamicSharedSizeBytes) < room &&
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(room)) !=
+            cudaSuccess) {
         return RADSEG_ERR_CUDA;
     }
     return RADSEG_OK;
@@ -467,16 +474,12 @@ int run_attention_with(const void* x, const void* v, void* out, void* q_workspac
     const size_t shared = sizeof(float) * kBlockM * d;  // dv == d for both operators; kTcM == kBlockM
     const dim3 grid(static_cast<unsigned>((n + kBlockM - 1) / kBlockM), static_cast<unsigned>(batch * heads));
     if constexpr (std::is_same<Q, float>::value) {
-        const size_t static_shared = sizeof(float) * (kBlockM * (kBlockK + 1) + kBlockN * (kBlockK + 1) +
-                                                      kBlockM * (kBlockN + 1) + 3 * kBlockM) + sizeof(int);
-        const int rc = check_shared(reinterpret_cast<const void*>(thresholded_attention_kernel<T>), shared,
-                                    static_shared);
+        const int rc = check_shared(reinterpret_cast<const void*>(thresholded_attention_kernel<T>), shared);
         if (rc != RADSEG_OK) return rc;
         thresholded_attention_kernel<T><<<grid, kThreads, shared, stream>>>(
             q, static_cast<const T*>(v), threshold, static_cast<T*>(out), n, d, d, heads, tau, v_sb, v_sh, v_sn);
     } else {
-        const int rc = check_shared(reinterpret_cast<const void*>(thresholded_attention_tc_kernel<T>), shared,
-                                    sizeof(TcShared<T>));
+        const int rc = check_shared(reinterpret_cast<const void*>(thresholded_attention_tc_kernel<T>), shared);
         if (rc != RADSEG_OK) return rc;
         thresholded_attention_tc_kernel<T><<<grid, kTcThreads, shared, stream>>>(
             q, static_cast<const T*>(v), threshold, static_cast<T*>(out), n, d, d, heads, tau, v_sb, v_sh, v_sn);
