@@ -8,7 +8,7 @@
 #      in $RADSEG_TRT_HEADERS, and the repository's shared third_party headers 10.3.0 / 11.1): compiled with
 #      -fPIC, linked with the kernel objects and the static CUDA runtime into ONE shared library with
 #      -Wl,--no-undefined (the plugin calls no TensorRT function, so libnvinfer is not needed to link), then
-#      FAILS unless `nm -D` shows an exported getCreators (TensorRT's IPluginV3 entry point) and the library
+#      FAILS unless `nm -D` shows exported getCreators and setLoggerFinder (TensorRT's entry points) and the library
 #      has no RUNPATH/RPATH (nothing points into a build tree). Loading it into TensorRT is not checked here.
 #   3. the PyTorch extension, syntax only, when torch ships its CUDA headers (a CUDA build of torch).
 # Prints a skip message and exits 0 where nvcc is missing; a missing TensorRT header set is a SKIP line.
@@ -124,6 +124,9 @@ else
     if ! nm -D --defined-only "$lib" | grep -qw getCreators; then
       echo "compile_cuda: FAIL plugin (TensorRT $version headers): getCreators is not exported"; exit 1
     fi
+    if ! nm -D --defined-only "$lib" | grep -qw setLoggerFinder; then
+      echo "compile_cuda: FAIL plugin (TensorRT $version headers): setLoggerFinder is not exported"; exit 1
+    fi
     if ! nm -D --defined-only "$lib" | grep -qw radseg_scga; then
       echo "compile_cuda: FAIL plugin (TensorRT $version headers): the kernels are not linked in"; exit 1
     fi
@@ -131,7 +134,7 @@ else
       echo "compile_cuda: FAIL plugin (TensorRT $version headers): the library has a RUNPATH/RPATH"; exit 1
     fi
     needed="$(readelf -d "$lib" | awk '/NEEDED/ { gsub(/[][]/, "", $NF); printf "%s%s", sep, $NF; sep = " " }')"
-    echo "compile_cuda: ok   plugin library (TensorRT $version headers in $trt): exports getCreators, kernels linked in, no runpath, needs: $needed"
+    echo "compile_cuda: ok   plugin library (TensorRT $version headers in $trt): exports getCreators and setLoggerFinder, kernels linked in, no runpath, needs: $needed"
   done
 fi
 

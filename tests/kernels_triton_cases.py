@@ -32,8 +32,15 @@ def run_cases() -> dict[str, float]:
     """Relative errors of the interpreted Triton SCGA/SCRA, keyed by case."""
     if os.environ.get("TRITON_INTERPRET") != "1":
         raise RuntimeError("set TRITON_INTERPRET=1 before running the Triton cases on the CPU")
+    from radseg_edge.core.scga import scga_threshold
     from radseg_edge.kernels.dispatch import get_ops
-    from radseg_edge.kernels.triton_ops import SMALL_TILES, TileConfig, scga_triton, scra_triton
+    from radseg_edge.kernels.triton_ops import (
+        SMALL_TILES,
+        TileConfig,
+        scga_triton,
+        scra_triton,
+        thresholded_attention_triton,
+    )
 
     assert get_ops("triton", "cpu").name == "triton"
     errors: dict[str, float] = {}
@@ -84,6 +91,14 @@ def run_cases() -> dict[str, float]:
     args = scra_random_args(heads=2)
     errors["scra_chunks_b2_n21_h2_tau10"] = relative_error(scra_triton(*args, 10.0, tiles=SMALL_TILES),
                                                            scra_attention_reference(*args, 10.0))  # fmt: skip
+    # autotune launches the kernel several times on the same buffers, and the fp32 channel-chunk path
+    # accumulates in the output itself: it must zero its rows first (NaN-filled output, launched twice)
+    q = torch.nn.functional.normalize(features, dim=-1)
+    out = torch.full_like(features, float("nan"))
+    for _ in range(2):
+        thresholded_attention_triton(q.unsqueeze(1), features.unsqueeze(1), scga_threshold(features).reshape(-1), 10.0,
+                                     out.unsqueeze(2), 1, SMALL_TILES)  # fmt: skip
+    errors["scga_fp32_chunks_rerun_on_nan_output"] = relative_error(out, scga_reference(features, 10.0))
     # no tiles given: the first autotune configuration is used under the interpreter
     errors["scga_default_tiles_b2_n37"] = relative_error(
         scga_triton(features, 10.0), scga_reference(features, 10.0)

@@ -42,6 +42,15 @@ def test_cuda_scga_equals_reference_for_odd_sizes(ops, tau):
     assert relative_error(out, scga_reference(features, tau)) <= 1e-5
 
 
+def test_cuda_scga_fp32_above_48_kib_of_dynamic_shared_memory(ops):
+    # C = 768: the fp32 kernel's accumulator alone is 16 x 768 floats = 48 KiB (+ ~15 KiB static), only
+    # launchable after the opt-in attribute; B = 2 and N > 128 also cover the cross-block threshold sums
+    features = clustered_features(2, 589, 768, seed=7)
+    assert threshold_margin(features) > 1e-3
+    out = ops.scga(features.cuda(), 10.0).cpu()
+    assert relative_error(out, scga_reference(features, 10.0)) <= 1e-5
+
+
 def test_cuda_scga_diagonal_rows_and_batch_threshold(ops):
     features = diagonal_rows_features()
     assert relative_error(ops.scga(features.cuda(), 10.0).cpu(), scga_reference(features, 10.0)) <= 1e-5

@@ -33,6 +33,7 @@ CASES = [
     "scga_fp32_registers_b2_n37",
     "scra_chunks_b2_n21_h2_tau10",
     "scga_default_tiles_b2_n37",
+    "scga_fp32_chunks_rerun_on_nan_output",
 ]
 
 

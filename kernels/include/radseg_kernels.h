@@ -33,7 +33,7 @@ enum {
 
 const char* radseg_error_string(int code);
 
-// Workspace bytes for radseg_scga (B*N*C + B floats, 256-byte aligned parts).
+// Workspace bytes for radseg_scga (B*N*C + B + B*ceil(N/128)*C floats, 256-byte aligned parts).
 size_t radseg_scga_workspace_size(int64_t batch, int64_t n, int64_t channels);
 
 // SCGA. features, out: B x N x C contiguous, dtype `dtype`. batch_mean != 0: one threshold for the

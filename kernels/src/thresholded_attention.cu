@@ -407,25 +407,48 @@ size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 bool launch_ok() { return cudaGetLastError() == cudaSuccess; }
 
-int check_shared(const void* kernel, size_t dynamic_bytes, size_t static_bytes) {
+// Checks that `dynamic_bytes` of dynamic shared memory fit next to `kernel`'s static shared memory
+// (its real size, from cudaFuncGetAttributes) and allows the kernel the device's whole room (opt-in
+// limit minus the static part), not just this call's size: the attribute is per function and shared
+// by every host thread, so setting it to each call's own size would let a concurrent call with a
+// narrower width lower it between this call's check and its launch. Set once per device.
+int check_shared(const void* kernel, size_t dynamic_bytes) {
     int device = 0, optin = 0;
+    cudaFuncAttributes attributes{};
     if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess ||
+        cudaFuncGetAttributes(&attributes, kernel) != cudaSuccess) {
         return RADSEG_ERR_CUDA;
     }
-    if (dynamic_bytes + static_bytes > static_cast<size_t>(optin)) return RADSEG_ERR_SHARED_MEMORY;
-    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(dynamic_bytes)) !=
-        cudaSuccess) {
+    const size_t room = static_cast<size_t>(optin) > attributes.sharedSizeBytes
+                            ? static_cast<size_t>(optin) - attributes.sharedSizeBytes
+                            : 0;
+    if (dynamic_bytes > room) return RADSEG_ERR_SHARED_MEMORY;
+    if (static_cast<size_t>(attributes.maxDynamicSharedSizeBytes) < room &&
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(room)) !=
+            cudaSuccess) {
         return RADSEG_ERR_CUDA;
     }
     return RADSEG_OK;
 }
 
+// The tensor-core kernel runs only where its loaded code was compiled for sm_80+: a device of compute
+// capability >= 8.0 AND a binary (or PTX JIT-compiled) from compute_80 or newer. A build for older
+// targets only (e.g. CMAKE_CUDA_ARCHITECTURES=75) running on an sm_80+ device JIT-compiles the
+// __trap() branch, so the device's capability alone is not enough.
+template <typename T>
 bool tensor_cores_available() {
     int device = 0, major = 0;
     if (cudaGetDevice(&device) != cudaSuccess) return false;
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return false;
-    return major >= 8;
+    if (major < 8) return false;
+    cudaFuncAttributes attributes{};
+    if (cudaFuncGetAttributes(&attributes, reinterpret_cast<const void*>(thresholded_attention_tc_kernel<T>)) !=
+        cudaSuccess) {
+        (void)cudaGetLastError();  // no image for this device: the fp32-workspace kernel reports it at launch
+        return false;
+    }
+    return attributes.ptxVersion >= 80;
 }
 
 // Q: the type of the normalised rows in the workspace (T on the tensor-core path, else fp32).
@@ -451,16 +474,12 @@ int run_attention_with(const void* x, const void* v, void* out, void* q_workspac
     const size_t shared = sizeof(float) * kBlockM * d;  // dv == d for both operators; kTcM == kBlockM
     const dim3 grid(static_cast<unsigned>((n + kBlockM - 1) / kBlockM), static_cast<unsigned>(batch * heads));
     if constexpr (std::is_same<Q, float>::value) {
-        const size_t static_shared = sizeof(float) * (kBlockM * (kBlockK + 1) + kBlockN * (kBlockK + 1) +
-                                                      kBlockM * (kBlockN + 1) + 3 * kBlockM) + sizeof(int);
-        const int rc = check_shared(reinterpret_cast<const void*>(thresholded_attention_kernel<T>), shared,
-                                    static_shared);
+        const int rc = check_shared(reinterpret_cast<const void*>(thresholded_attention_kernel<T>), shared);
         if (rc != RADSEG_OK) return rc;
         thresholded_attention_kernel<T><<<grid, kThreads, shared, stream>>>(
             q, static_cast<const T*>(v), threshold, static_cast<T*>(out), n, d, d, heads, tau, v_sb, v_sh, v_sn);
     } else {
-        const int rc = check_shared(reinterpret_cast<const void*>(thresholded_attention_tc_kernel<T>), shared,
-                                    sizeof(TcShared<T>));
+        const int rc = check_shared(reinterpret_cast<const void*>(thresholded_attention_tc_kernel<T>), shared);
         if (rc != RADSEG_OK) return rc;
         thresholded_attention_tc_kernel<T><<<grid, kTcThreads, shared, stream>>>(
             q, static_cast<const T*>(v), threshold, static_cast<T*>(out), n, d, d, heads, tau, v_sb, v_sh, v_sn);
@@ -474,7 +493,7 @@ int run_attention(const void* x, const void* v, void* out, void* q, float* thres
                   int64_t heads, int64_t n, int64_t d, int64_t v_sb, int64_t v_sh, int64_t v_sn, float tau, bool scga,
                   bool batch_mean, cudaStream_t stream) {
     if constexpr (!std::is_same<T, float>::value) {
-        if (tensor_cores_available()) {
+        if (tensor_cores_available<T>()) {
             return run_attention_with<T, T>(x, v, out, q, threshold, partial, batch, heads, n, d, v_sb, v_sh, v_sn,
                                             tau, scga, batch_mean, stream);
         }

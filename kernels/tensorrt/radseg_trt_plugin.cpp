@@ -4,7 +4,7 @@
 // (the SCRA recursive step before its output projection; the surrounding matmuls, the first
 // attention and the projections stay ordinary TensorRT layers). fp32 / fp16 / bf16, linear format.
 // Load with `trtexec --dynamicPlugins=libradseg_trt_plugin.so` or IPluginRegistry::loadLibrary:
-// the library exports getCreators(). Kernels: ../src/thresholded_attention.cu.
+// the library exports getCreators() and setLoggerFinder(). Kernels: ../src/thresholded_attention.cu.
 #include <NvInferRuntime.h>
 #include <NvInferVersion.h>
 
@@ -191,6 +191,11 @@ class RadsegPluginCreator : public IPluginCreatorV3One {
 
 }  // namespace
 }  // namespace radseg
+
+// TensorRT's plugin-library loader (IPluginRegistry::loadLibrary, trtexec --dynamicPlugins) looks up
+// setLoggerFinder as well as getCreators (NVIDIA's plugin libraries and samples export both). The
+// plugin logs nothing (errors are return codes), so the finder is not kept.
+extern "C" void setLoggerFinder(nvinfer1::ILoggerFinder* /*finder*/) {}
 
 extern "C" nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nb_creators) {
     static radseg::RadsegPluginCreator scga(radseg::Op::kScga);

@@ -42,6 +42,7 @@ torch::Tensor scga(const torch::Tensor& features, double tau, bool batch_mean) {
 torch::Tensor self_correlation(const torch::Tensor& o, const torch::Tensor& v, double tau) {
     TORCH_CHECK(o.is_cuda() && v.is_cuda() && o.dim() == 3 && v.dim() == 4,
                 "self_correlation expects CUDA tensors o: B x N x C and v: B x H x N x d");
+    TORCH_CHECK(o.device() == v.device(), "o and v must be on the same device, got ", o.device(), " and ", v.device());
     const c10::cuda::CUDAGuard guard(v.device());
     const int64_t b = v.size(0), h = v.size(1), n = v.size(2), d = v.size(3);
     TORCH_CHECK(o.size(0) == b && o.size(1) == n && o.size(2) == h * d, "o must be B x N x (H*d), got ", o.sizes());

@@ -75,26 +75,36 @@ class KernelLibrary:
 
     def scga(self, features: Tensor, tau: float, batch_mean: bool = False) -> Tensor:
         """SCGA: B x N x C CUDA tensor -> B x N x C (same dtype)."""
+        if features.dim() != 3:
+            raise InputError(f"scga expects a B x N x C tensor, got shape {tuple(features.shape)}")
         dtype = self._dtype(features)
         x = features.contiguous()
         b, n, c = x.shape
-        out = torch.empty_like(x)
-        ws = torch.empty(self.lib.radseg_scga_workspace_size(b, n, c), dtype=torch.uint8, device=x.device)
-        self._check(self.lib.radseg_scga(x.data_ptr(), out.data_ptr(), ws.data_ptr(), b, n, c, tau, int(batch_mean),
-                                         dtype, self._stream(x)))  # fmt: skip
+        # the C functions launch on the CURRENT device: make it the tensors' one (as the extension's guard)
+        with torch.cuda.device(x.device):
+            out = torch.empty_like(x)
+            ws = torch.empty(self.lib.radseg_scga_workspace_size(b, n, c), dtype=torch.uint8, device=x.device)
+            self._check(self.lib.radseg_scga(x.data_ptr(), out.data_ptr(), ws.data_ptr(), b, n, c, tau,
+                                             int(batch_mean), dtype, self._stream(x)))  # fmt: skip
         return out
 
     def self_correlation(self, o: Tensor, v: Tensor, tau: float) -> Tensor:
         """SCRA step: o B x N x C, v B x H x N x d (last dim contiguous) -> B x N x C (dtype of v)."""
-        dtype = self._dtype(v)
+        if o.dim() != 3 or v.dim() != 4 or o.device != v.device:
+            raise InputError(f"self_correlation expects o: B x N x C and v: B x H x N x d on one device, got "
+                             f"{tuple(o.shape)} on {o.device} and {tuple(v.shape)} on {v.device}")  # fmt: skip
         values = v if v.stride(-1) == 1 else v.contiguous()
         b, h, n, d = values.shape
+        if tuple(o.shape) != (b, n, h * d):
+            raise InputError(f"o must be B x N x (H*d) = {(b, n, h * d)} for v of shape {tuple(v.shape)}, "
+                             f"got {tuple(o.shape)}")  # fmt: skip
+        dtype = self._dtype(v)
         x = o.to(values.dtype).contiguous()
-        out = torch.empty(b, n, h * d, dtype=values.dtype, device=values.device)
-        ws = torch.empty(
-            self.lib.radseg_self_correlation_workspace_size(b, h, n, d), dtype=torch.uint8, device=x.device
-        )
-        self._check(self.lib.radseg_self_correlation(
-            x.data_ptr(), values.data_ptr(), out.data_ptr(), ws.data_ptr(), b, h, n, d,
-            values.stride(0), values.stride(1), values.stride(2), tau, dtype, self._stream(x)))  # fmt: skip
+        with torch.cuda.device(x.device):
+            out = torch.empty(b, n, h * d, dtype=values.dtype, device=values.device)
+            size = self.lib.radseg_self_correlation_workspace_size(b, h, n, d)
+            ws = torch.empty(size, dtype=torch.uint8, device=x.device)
+            self._check(self.lib.radseg_self_correlation(
+                x.data_ptr(), values.data_ptr(), out.data_ptr(), ws.data_ptr(), b, h, n, d,
+                values.stride(0), values.stride(1), values.stride(2), tau, dtype, self._stream(x)))  # fmt: skip
         return out

@@ -74,8 +74,10 @@ def _thresholded_attention_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):  # fmt: skip
     group = tl.program_id(0)
-    b = group // heads
-    h = group % heads
+    # 64-bit group offsets: b * stride_qb passes 2**31 elements once B*N*C does (e.g. SCGA at N = 16384,
+    # C = 768 from B = 171 images); offsets inside one group (N * C) stay 32-bit
+    b = (group // heads).to(tl.int64)
+    h = (group % heads).to(tl.int64)
     offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
     rows_ok = offs_m < n
     q_base = q_ptr + b * stride_qb + h * stride_qh
