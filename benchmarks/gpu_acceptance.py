@@ -230,7 +230,13 @@ def step_build(ctx: StepContext) -> dict:
         return {"status": "skipped", "reason": "nvcc not found: configured without the CUDA kernels (nothing to build)"}
     t0 = time.perf_counter()
     log = ctx.build_dir / "cmake_build.log"
-    # the CMake build runs in the background while torch's ninja builds the extension (both use a few cores)
+    # the CMake build runs in the background while torch's ninja builds the extension (both use a few cores),
+    # and a third process compiles and autotunes the Triton kernels for the later steps' shapes (disk cache)
+    warm = None
+    if torch.cuda.is_available():
+        warm = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--warm-triton", "--out", str(ctx.out)],
+                                stdout=open(ctx.build_dir / "triton_warmup.log", "w"), stderr=subprocess.STDOUT,
+                                start_new_session=True)
     with open(log, "w") as log_file:
         cmake_build = subprocess.Popen(["cmake", "--build", str(build), "-j", str(os.cpu_count() or 4)],
                                        stdout=log_file, stderr=subprocess.STDOUT)
@@ -246,6 +252,14 @@ def step_build(ctx: StepContext) -> dict:
                 ext_ok, ext_where = False, _first_line(exc)
         ext_s = round(time.perf_counter() - t_ext, 1)
         code = cmake_build.wait()
+    if warm is not None:  # a head start only: what it has not compiled by now, the steps compile themselves
+        try:
+            warm.wait(timeout=max(1.0, WARMUP_UNTIL_S - (time.perf_counter() - t0)))
+        except subprocess.TimeoutExpired:
+            pass
+        if warm.poll() is None:
+            _kill_group(warm)
+        ctx.info["triton_warmup"] = {"returncode": warm.returncode, "log": str(ctx.build_dir / "triton_warmup.log")}
     libs = sorted(str(p) for p in build.rglob("libradseg_kernels.so"))
     ctx.add({"what": f"cmake --build ({f'sm_{arch}' if arch else 'default architectures'})", "ok": code == 0 and bool(libs),
              "seconds": round(time.perf_counter() - t0, 1), "libraries": libs,
@@ -261,6 +275,36 @@ def step_build(ctx: StepContext) -> dict:
     return {"status": "ok"}
 
 
+WARMUP_UNTIL_S = 80.0  # the build step waits for the Triton warm-up until this many seconds after its start
+
+
+def warm_triton() -> None:
+    """Compile and autotune the Triton kernels (disk cache: $TRITON_CACHE_DIR) for the channel counts, head widths
+    and dtypes of kernel_parity, fixtures, scga_bench and the pipeline, while the build step compiles the CUDA
+    code. Only a head start: each shape is tried on its own and failures are printed, not raised."""
+    from radseg_edge.kernels import get_ops
+
+    ops = get_ops("triton", "cuda")
+    for dname in ("fp16", "bf16", "fp32"):
+        for c in (SCGA_CHANNELS, 200, 769, 77):
+            try:
+                ops.scga(torch.randn(1, 1037, c, device="cuda").to(_dtype(dname)), 10.0)
+                torch.cuda.synchronize()
+                print(f"scga C={c} {dname}: ready", flush=True)
+            except Exception as exc:  # noqa: BLE001 - a head start only
+                print(f"scga C={c} {dname}: {_first_line(exc)}", flush=True)
+        for heads, d in ((12, 64), (4, 33)):
+            c = heads * d
+            args = [torch.randn(1, 197, c), torch.randn(3 * c, c) / c**0.5, torch.randn(3 * c) * 0.1,
+                    torch.randn(c, c) / c**0.5, torch.randn(c) * 0.1]
+            try:
+                ops.scra(*[a.to("cuda", _dtype(dname)) for a in args], heads, tau=10.0)
+                torch.cuda.synchronize()
+                print(f"scra head width {d} {dname}: ready", flush=True)
+            except Exception as exc:  # noqa: BLE001 - a head start only
+                print(f"scra head width {d} {dname}: {_first_line(exc)}", flush=True)
+
+
 def step_kernel_parity(ctx: StepContext) -> dict:
     """Fused SCGA / SCRA vs the references, odd N and C, fp32 / fp16 / bf16."""
     from radseg_edge.core.scga import scga_reference
@@ -270,7 +314,8 @@ def step_kernel_parity(ctx: StepContext) -> dict:
     dev = ctx.device
     sizes = [(1, 67, 23), (2, 131, 45)] if ctx.dry_run else [(1, 1037, 200), (2, 2049, 769), (1, 333, 77)]
     library = dev.startswith("cuda") and os.environ.get("RADSEG_ACCEPTANCE_KERNELS_LIB")
-    impls = kernel_names(dev) + (["cuda-library"] if library else [])
+    # the CUDA kernels first (built by the build step), Triton last: a step cut by its time box loses Triton rows
+    impls = sorted(kernel_names(dev) + (["cuda-library"] if library else []), key=lambda name: name == "triton")
     failures = 0
     for impl in impls:
         try:
@@ -1180,8 +1225,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="run nothing: rebuild gpu_acceptance.md (targets, estimate) from the JSON in --out, "
                              "e.g. after copying a device run back; with --results-md also embed it")
     parser.add_argument("--step", help=argparse.SUPPRESS)  # internal: run one step in this process
+    parser.add_argument("--warm-triton", action="store_true", help=argparse.SUPPRESS)  # internal: see warm_triton
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
+    if args.warm_triton:
+        warm_triton()
+        return 0
     if args.results_md and args.dry_run:
         parser.error("--results-md takes real device figures only; drop it for --dry-run")
     if args.step:
