@@ -807,6 +807,11 @@ def _child_env(out: Path, dry_run: bool) -> dict:
     # nothing may be downloaded on the device machine: a hub lookup fails at once instead of hanging on the network
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     env.pop("TRITON_INTERPRET", None)  # the GPU steps compile real kernels (tests that want the interpreter set it)
+    if shutil.which("nvcc") is None and Path("/usr/local/cuda/bin/nvcc").exists():  # libtorch's CMake and
+        env["PATH"] = os.pathsep.join(["/usr/local/cuda/bin", env.get("PATH", "")])  # cpp_extension look here
+        env.setdefault("CUDA_HOME", "/usr/local/cuda")
+    if not dry_run and torch.cuda.is_available():  # one architecture: the extension and libtorch's CMake skip probing
+        env.setdefault("TORCH_CUDA_ARCH_LIST", "{}.{}".format(*torch.cuda.get_device_capability()))
     build = out / "steps" / "build.json"
     if build.exists():
         info = json.loads(build.read_text()).get("info", {})
