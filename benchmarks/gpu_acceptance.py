@@ -1,7 +1,10 @@
 """GPU acceptance of the fused kernels and the pipeline, in ONE command (issue 13, items 4 and 5).
 
-    python3 benchmarks/gpu_acceptance.py --out benchmarks/results/gpu_h200          # on the GPU machine
+    timeout -k 20 540 python3 benchmarks/gpu_acceptance.py --out benchmarks/results/gpu_h200 --budget 450
     python3 benchmarks/gpu_acceptance.py --dry-run --out /tmp/gpu_acceptance_dry   # CPU, tiny sizes, < 60 s
+    python3 benchmarks/gpu_acceptance.py --report-only --out DIR [--results-md benchmarks/RESULTS.md]
+
+(docs/kernels.md "GPU acceptance" has the device command with the copy to $OUT, and the rerun command.)
 
 Steps (each in its own process, time-boxed and failure-isolated: a step that fails, crashes or runs out of
 time is recorded and the next one runs; an overall budget, default 450 s, skips what no longer fits):
