@@ -838,6 +838,9 @@ def run_all(out: Path, dry_run: bool, budget_s: float, only: list[str] | None = 
         f"triton {machine.get('triton', '-')}; budget {budget_s:.0f} s; output {out}")
     results = []
     stopped = False
+    # a rerun of a few steps (--only) shares the whole budget among them in proportion to their boxes
+    chosen = [s.budget_s for s in all_steps() if only and s.name in only]
+    stretch = max(1.0, budget_s / sum(chosen)) if chosen else 1.0
     for step in all_steps():
         if only and step.name not in only:
             continue
@@ -856,7 +859,7 @@ def run_all(out: Path, dry_run: bool, budget_s: float, only: list[str] | None = 
             record.update(status="skipped", reason=f"overall budget: {left:.0f} s left of {budget_s:.0f} s")
         else:
             # a dry run's boxes are wide: its timings only show the plumbing, on whatever load the CPU has
-            timeout = min(max(step.budget_s, 240.0) if dry_run else step.budget_s, left)
+            timeout = min(max(step.budget_s, 240.0) if dry_run else step.budget_s * stretch, left)
             log(f"[{elapsed:6.1f}s] {step.name}: {step.title} (up to {timeout:.0f} s)")
             cmd = [sys.executable, str(Path(__file__).resolve()), "--step", step.name, "--out", str(out)]
             if dry_run:
