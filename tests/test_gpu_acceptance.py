@@ -56,6 +56,8 @@ def test_dry_run_writes_json_and_markdown_with_every_step(tmp_path, acceptance):
     assert [t["verdict"] for t in doc["targets"]] == ["NOT MEASURED", "NOT MEASURED"]
     assert doc["orin_estimate"]["status"] == "not computed"
     assert "TARGET NOT MEASURED" in done.stdout
+    assert "steps:" in done.stdout and "RERUN" not in done.stdout  # every step finished or was skipped by design
+    assert (out / "steps" / "kernel_parity.log").exists()  # each step's own output
 
 
 def _doc(acceptance, fused_ms, fused_peak, fp16_speedup, agreement, gpu="NVIDIA H200"):
@@ -112,3 +114,41 @@ def test_only_keeps_the_other_steps_of_the_earlier_run(tmp_path, acceptance):
     acceptance.merge_earlier(doc, tmp_path / "gpu_acceptance.json")
     assert [(s["name"], s["status"]) for s in doc["steps"]] == [("build", "ok"), ("scga_bench", "ok")]
     assert doc["steps"][0]["from_earlier_run"] == "D1" and "from_earlier_run" not in doc["steps"][1]
+
+
+def test_rerun_lists_steps_cut_by_time_or_crash_not_those_skipped_by_design(acceptance):
+    doc = {"steps": [{"name": "build", "status": "ok"},
+                     {"name": "aoti_cpp", "status": "skipped", "reason": "cmake is not installed"},
+                     {"name": "gpu_tests", "status": "timeout", "reason": "out of time after 90 s (1 rows kept)"},
+                     {"name": "pipeline_compile", "status": "error", "reason": "the step's process exited with -9"},
+                     {"name": "pipeline_aoti", "status": "skipped", "reason": "overall budget: 12 s left of 450 s"},
+                     {"name": "mapping_fusion", "status": "skipped", "reason": "the run was stopped (SIGTERM) before"}]}
+    assert acceptance.rerun_steps(doc) == ["gpu_tests", "pipeline_compile", "pipeline_aoti", "mapping_fusion"]
+
+
+def test_a_step_out_of_time_is_killed_with_its_whole_process_group(tmp_path, acceptance):
+    import time
+
+    marker = tmp_path / "grandchild_survived"
+    # the grandchild keeps the output open and would outlive a plain kill of the step's process
+    script = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', " \
+             f"'import time, pathlib; time.sleep(3); pathlib.Path(r\"{marker}\").touch()']); print('started', flush=True); time.sleep(60)"
+    t0 = time.perf_counter()
+    code, output, timed_out = acceptance._run_child([sys.executable, "-c", script], {}, 1.5, tmp_path / "step.log")
+    assert timed_out and code is None and "started" in output
+    assert time.perf_counter() - t0 < 10
+    time.sleep(2.5)
+    assert not marker.exists()
+
+
+def test_report_only_rebuilds_the_markdown_from_the_json(tmp_path, acceptance):
+    doc = _doc(acceptance, 5.0, 50_000_000, 6.0, 0.995)
+    doc.update(command="python3 benchmarks/gpu_acceptance.py --out x", date="D1", wall_s=400.0, budget_s=450.0,
+               machine={"gpu": "NVIDIA H200", "torch": "2.11", "cuda": "13.0"})
+    doc["steps"] = [{"name": s["name"], "title": s["name"], "status": "ok", **s} for s in doc["steps"]]
+    (tmp_path / "gpu_acceptance.json").write_text(json.dumps(doc))
+    results = tmp_path / "RESULTS.md"
+    assert acceptance.main(["--report-only", "--out", str(tmp_path), "--results-md", str(results)]) == 0
+    md = (tmp_path / "gpu_acceptance.md").read_text()
+    assert "**MET** - fused SCGA fp16" in md and "AGX Orin: ESTIMATE" in md
+    assert acceptance.RESULTS_BEGIN in results.read_text()
