@@ -31,7 +31,7 @@ from radseg_edge.export import onnx as onnx_export
 from radseg_edge.export.cache import sha256_file
 from radseg_edge.export.gate import DEFAULT_THRESHOLDS, GateThresholds, compare, enforce
 from radseg_edge.export.manifest import Manifest
-from radseg_edge.export.plugin import graph_plugins
+from radseg_edge.export.plugin import existing_plugin_library, graph_plugins
 
 FORMATS = ("onnx", "onnx-fp16", "onnx-int8", "engine-fp16", "engine-int8", "torch-tensorrt")
 
@@ -283,10 +283,7 @@ def copy_plugins(folder: Path, libraries: Sequence[str | os.PathLike]) -> list[P
     """Copy plugin libraries into ``folder/plugins/`` (the folder then carries everything it needs)."""
     out = []
     for lib in libraries:
-        src = Path(lib)
-        if not src.is_file():
-            raise EngineError(f"TensorRT plugin library {src} does not exist; build it (CMake target "
-                              "radseg_trt_plugin) or export with --no-plugin")
+        src = existing_plugin_library(lib)
         dst = folder / "plugins" / src.name
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.resolve() != dst.resolve():

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from radseg_edge.errors import EngineError, MissingDependencyError, require
+from radseg_edge.export.plugin import existing_plugin_library
 
 if TYPE_CHECKING:
     import tensorrt
@@ -76,10 +77,7 @@ def load_plugin_libraries(libraries: Sequence[str | os.PathLike], registry: tens
 
     handles = []
     for lib in libraries:
-        path = Path(lib)
-        if not path.is_file():
-            raise EngineError(f"TensorRT plugin library {path} does not exist; build it with `cmake --build` "
-                              "(target radseg_trt_plugin) or export with --no-plugin")
+        path = existing_plugin_library(lib)
         reg = registry if registry is not None else trt.get_plugin_registry()
         handle = reg.load_library(str(path.resolve()))
         if handle is None:

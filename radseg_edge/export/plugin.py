@@ -188,6 +188,22 @@ def plugin_library_candidates() -> list[Path]:
     return out
 
 
+def existing_plugin_library(path: str | os.PathLike, option: str = "") -> Path:
+    """``path`` as a Path when it is a file; else one sentence on how to get the plugin library.
+
+    Args:
+        option: the command-line option that gave the path (named in the message), or "".
+    Raises:
+        EngineError: ``path`` is not a file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EngineError(f"{option + ' ' if option else ''}TensorRT plugin library {path} is not a file: build it "
+                          "(`cmake -S . -B build && cmake --build build`, target radseg_trt_plugin; TensorRT headers "
+                          "needed), pass the right path, or export with --no-plugin")
+    return path
+
+
 def find_plugin_library(explicit: str | os.PathLike | None = None) -> Path:
     """The plugin library for an engine build of a graph with plugin nodes.
 
@@ -195,11 +211,7 @@ def find_plugin_library(explicit: str | os.PathLike | None = None) -> Path:
         EngineError: ``explicit`` is not a file, or none of :func:`plugin_library_candidates` exists.
     """
     if explicit is not None:
-        path = Path(explicit)
-        if not path.is_file():
-            raise EngineError(f"--plugin-lib {path} is not a file: build it with `cmake -S . -B build && "
-                              "cmake --build build` (TensorRT headers needed) or pass the right path")
-        return path
+        return existing_plugin_library(explicit, "--plugin-lib")
     for path in plugin_library_candidates():
         if path.is_file():
             return path
