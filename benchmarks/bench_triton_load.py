@@ -18,8 +18,6 @@ import argparse
 import json
 import os
 import platform
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -46,18 +44,6 @@ MODELS = {
     "tiny": ((96, 128), 64, 32, 15.0, 16, 5000),
     "c-radio_v3-b": ((224, 224), 224, 224, 2.0, 16, 20000),
 }
-
-
-def _free_ports(n: int) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def build_repo(name: str, out: Path) -> Path:
@@ -110,29 +96,9 @@ def camera(backend, frame: np.ndarray, fps: float, seconds: float, t0: float, ou
     out["latency_s"], out["dropped"] = lat, dropped
 
 
-def run_server(model_dir: Path, threads: int, max_batch: int, delay: int):
-    grpc, http, metrics_port = _free_ports(3)
-    cmd = [sys.executable, "-m", "radseg_edge", "serve", "--export-dir", str(model_dir), "--providers", "cpu",
-           "--threads", str(threads), "--grpc-port", str(grpc), "--http-port", str(http), "--metrics-port",
-           str(metrics_port), "--max-batch", str(max_batch), "--queue-delay-us", str(delay)]
-    log = tempfile.TemporaryFile("w+")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT.parent)})
-    return proc, log, (grpc, http, metrics_port)
-
-
-def stop_server(proc) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
 def bench_model(name: str, cameras: list[int], seconds: float, threads: int, work: Path) -> dict:
     from radseg_edge.backends import make_backend
+    from radseg_edge.runtime.triton_serve import serve_process
 
     (h, w), _, _, fps, max_batch, delay = MODELS[name]
     t = time.perf_counter()
@@ -159,21 +125,11 @@ def bench_model(name: str, cameras: list[int], seconds: float, threads: int, wor
         local.extend(times)
         return n_local / sum(times)
 
-    proc, log, (grpc, _, mport) = run_server(model_dir, threads, max_batch, delay)
     rows = []
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"serve exited: {log.read()[-1500:]}")
-            try:
-                client = make_backend("triton", url=f"127.0.0.1:{grpc}", model="radseg", timeout=60, with_probs=False)
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(1.0)
+    with serve_process(model_dir, "--providers", "cpu", "--threads", str(threads), "--max-batch", str(max_batch),
+                       "--queue-delay-us", str(delay), ready_timeout=240,
+                       env={**os.environ, "PYTHONPATH": str(ROOT.parent)}) as server:
+        grpc, mport = server.grpc_port, server.metrics_port
         for n in cameras:
             local_fps = local_fps_now()
             clients = [make_backend("triton", url=f"127.0.0.1:{grpc}", model="radseg", timeout=120, with_probs=False)
@@ -210,10 +166,6 @@ def bench_model(name: str, cameras: list[int], seconds: float, threads: int, wor
             print(f"{name} N={n:2d}: {r['served_fps']:.1f} fps served of {offered:.0f} offered "
                   f"(local one by one {local_cap:.1f}, {r['ratio_vs_local']:.2f}x), p50 {r['p50_ms_median']:.0f} ms, "
                   f"p99 {r['p99_ms_max']:.0f} ms, avg batch {r['avg_batch']:.2f}, dropped {r['dropped']}", flush=True)
-        client.close()
-    finally:
-        stop_server(proc)
-        log.close()
     return {"model": name, "frame": [h, w], "camera_fps": fps, "seconds": seconds, "max_batch": max_batch, "queue_delay_us": delay,
             "local_latency_ms_p50": float(np.median(local)) * 1e3, "local_fps": len(local) / sum(local),
             "export_s": export_s,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import functools
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 
@@ -33,15 +32,3 @@ def tiny_triton_repo() -> Path:
     return out
 
 
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free TCP ports on 127.0.0.1."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()

@@ -6,11 +6,6 @@ that is down and a model that is missing are one clear sentence."""
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,7 +14,8 @@ import pytest
 
 from radseg_edge.backends import make_backend
 from radseg_edge.export.build import synthetic_images
-from tests._triton_helpers import FRAME_HW, MAX_BATCH, free_ports, tiny_triton_repo
+from radseg_edge.runtime.triton_serve import free_loopback_ports, serve_process
+from tests._triton_helpers import FRAME_HW, MAX_BATCH, tiny_triton_repo
 
 pytest.importorskip("tritonclient.grpc")
 pytest.importorskip("onnxruntime")
@@ -34,42 +30,10 @@ def _frames(n: int, seed: int = 21) -> np.ndarray:
 @contextlib.contextmanager
 def serving(*extra: str, token: str | None = None):
     """A `radseg-edge serve` process on free loopback ports: yields (grpc_port, http_port, metrics_port)."""
-    import tritonclient.grpc as grpcclient
-
-    model_dir = tiny_triton_repo() / "radseg"
-    grpc_port, http_port, metrics_port = free_ports(3)
-    cmd = [sys.executable, "-m", "radseg_edge", "serve", "--export-dir", str(model_dir), "--providers", "cpu",
-           "--threads", "1", "--grpc-port", str(grpc_port), "--http-port", str(http_port), "--metrics-port",
-           str(metrics_port), "--max-batch", str(MAX_BATCH), "--queue-delay-us", "50000", *extra]
-    log = tempfile.TemporaryFile("w+")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"serve exited with {proc.returncode}: {log.read()[-2000:]}")
-            try:
-                headers = {"triton-access-token": token} if token else None
-                if client.is_model_ready("radseg", headers=headers, client_timeout=2):
-                    break
-            except Exception:
-                pass
-            if time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"serve not ready after {START_TIMEOUT_S} s: {log.read()[-2000:]}")
-            time.sleep(0.5)
-        yield grpc_port, http_port, metrics_port
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        log.close()
+    with serve_process(tiny_triton_repo() / "radseg", "--providers", "cpu", "--threads", "1", "--max-batch",
+                       str(MAX_BATCH), "--queue-delay-us", "50000", *extra, token=token,
+                       ready_timeout=START_TIMEOUT_S) as server:
+        yield server.grpc_port, server.http_port, server.metrics_port
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +133,7 @@ def test_missing_model_is_one_sentence(server):
 def test_server_down_is_one_sentence(scheme):
     from radseg_edge.backends.triton import TritonUnavailable
 
-    (port,) = free_ports(1)
+    (port,) = free_loopback_ports(1)
     t0 = time.monotonic()
     with pytest.raises(TritonUnavailable, match=f"no Triton server answers at 127.0.0.1:{port}"):
         make_backend("triton", url=f"{scheme}127.0.0.1:{port}", model="radseg", timeout=2)

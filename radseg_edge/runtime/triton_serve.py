@@ -23,15 +23,17 @@ How PyTriton is arranged (see docs/serving.md, "Why serve installs a private PyT
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import subprocess
 import sys
 import sysconfig
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -266,3 +268,90 @@ def serve(server: FrameServer, options: ServeOptions, log: Callable[[str], None]
         if type(exc).__module__.startswith("pytriton"):
             raise EngineError(f"Triton failed to serve: {exc}") from exc
         raise
+
+
+# ------------------------------------------------------------------- `radseg-edge serve` as a child process
+def free_loopback_ports(n: int) -> list[int]:
+    """``n`` distinct free TCP ports on 127.0.0.1."""
+    import socket
+
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@dataclass
+class ServeProcess:
+    """A running ``radseg-edge serve`` child (its own process group) and its loopback ports."""
+
+    proc: subprocess.Popen
+    log: Any
+    grpc_port: int
+    http_port: int
+    metrics_port: int
+
+    def log_tail(self, chars: int = 2000) -> str:
+        self.log.seek(0)
+        return self.log.read()[-chars:]
+
+    def stop(self) -> None:
+        """SIGINT to the whole group (tritonserver and PyTriton's helpers), SIGKILL after 20 s."""
+        import signal
+
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def serve_process(export_dir: str | os.PathLike, *args: str, model: str = "radseg", token: str | None = None,
+                  ready_timeout: float = 180.0, env: dict[str, str] | None = None) -> Iterator[ServeProcess]:
+    """Run ``radseg-edge serve --export-dir DIR ARGS`` on free 127.0.0.1 ports until ``model`` is ready (gRPC);
+    always stopped on exit. For tests, benchmarks and scripts that need a server next to them (``env``: the
+    child's environment, default this process's).
+
+    Raises:
+        EngineError: the server exited, or was not ready within ``ready_timeout`` s (with its log's tail).
+    """
+    import tempfile
+    import time
+
+    import tritonclient.grpc as grpcclient
+
+    grpc_port, http_port, metrics_port = free_loopback_ports(3)
+    cmd = [sys.executable, "-m", "radseg_edge", "serve", "--export-dir", str(export_dir), "--grpc-port",
+           str(grpc_port), "--http-port", str(http_port), "--metrics-port", str(metrics_port), *args]
+    log = tempfile.TemporaryFile("w+")
+    server = ServeProcess(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                                   env=env),
+                          log, grpc_port, http_port, metrics_port)
+    try:
+        deadline = time.monotonic() + ready_timeout
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        headers = {"triton-access-token": token} if token else None
+        while True:
+            if server.proc.poll() is not None:
+                raise EngineError(f"serve exited with {server.proc.returncode}: {server.log_tail()}")
+            try:
+                if client.is_model_ready(model, headers=headers, client_timeout=2):
+                    break
+            except Exception:  # not listening yet
+                pass
+            if time.monotonic() > deadline:
+                raise EngineError(f"serve not ready after {ready_timeout:.0f} s: {server.log_tail()}")
+            time.sleep(0.5)
+        yield server
+    finally:
+        server.stop()
+        log.close()
