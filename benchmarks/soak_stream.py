@@ -64,20 +64,6 @@ def serve_camera(port: int, video: str, fps: float) -> None:
         time.sleep(max(0.0, t_next - time.perf_counter()))
 
 
-def make_video(path: Path, n: int, h: int, w: int) -> Path:
-    """A small MJPG video of moving colour blobs (``n`` frames, ``h`` x ``w``)."""
-    import cv2
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    base = cv2.resize(rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8), (w, h), interpolation=cv2.INTER_CUBIC)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (w, h))
-    for i in range(n):
-        writer.write(np.roll(base, 3 * i, axis=1))
-    writer.release()
-    return path
-
-
 def start_camera(port: int, video: Path, fps: float, env: dict) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, __file__, "--serve-camera", str(port), "--video", str(video),
                              "--camera-fps", str(fps)], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -154,6 +140,8 @@ def soak(args: argparse.Namespace) -> dict:
     env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
     work = Path(tempfile.mkdtemp(prefix="radseg_soak_"))
     h, w = (int(x) for x in args.size.split("x"))
+    from stream_pipeline import make_video  # benchmarks/ is on sys.path: this script's folder
+
     video = make_video(work / "loop.avi", 90, h, w)
     import torch
 
