@@ -72,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     total, bag_distro = check_topic(args.input, args.topic)  # a bad bag or topic fails before the model loads
     profiler = StageProfiler(device=resolve_device(args.device))
     backend, vocab = backend_and_vocab_from_args(args, profiler=profiler)
-    # called as `segment` calls it (its own vocabulary), so that the labels are segment's
-    segmenter = BackendSegmenter(backend, vocab, profiler if backend.name == "torch" else None, fixed_vocabulary=True)
+    # an export runs its fixed-size graph for its own vocabulary (backends.base), so the labels are segment's
+    segmenter = BackendSegmenter(backend, vocab, profiler if backend.name == "torch" else None)
     keep = None if args.keep is None else [] if args.keep == ["none"] else args.keep
     processor = FrameProcessor(segmenter, rosbags_messages(args.distro or bag_distro),
                                publish_overlay=not args.no_overlay, publish_confidence=args.confidence, alpha=args.alpha)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from radseg_edge.backends import BACKENDS, make_backend
-from radseg_edge.errors import EngineError, InputError, RadsegError, VocabularyError
+from radseg_edge.errors import EngineError, InputError, RadsegError
 from radseg_edge.models.text import Vocabulary
 from radseg_edge.runtime.vocab import check_embeddings
 from radseg_edge.utils.profiling import StageProfiler
@@ -120,24 +120,17 @@ class BackendSegmenter:
 
     The backend is called as ``backend(frame_rgb, vocabulary)``; the class embeddings are always passed
     explicitly (a fixed-resolution graph with a baked-in vocabulary runs only while they are that
-    vocabulary's, frames of its size: live vocabulary changes need the split backbone/head artefacts). With
-    ``fixed_vocabulary=True`` the backend is called as ``backend(frame_rgb)`` with the vocabulary it was built
-    with, exactly as ``radseg-edge segment`` calls it; the vocabulary cannot change then.
+    vocabulary's, frames of its size: live vocabulary changes need the split backbone/head artefacts).
     """
 
-    def __init__(self, backend: Any, vocab: Vocabulary, profiler: StageProfiler | None = None,
-                 fixed_vocabulary: bool = False) -> None:
+    def __init__(self, backend: Any, vocab: Vocabulary, profiler: StageProfiler | None = None) -> None:
         self.backend = backend
         self.name = getattr(backend, "name", type(backend).__name__)
         self.profiler = profiler  # exported graphs report no stages: the runtime counts them as model_other
         self._dim: int | None = None
-        self._fixed = False
         self.set_vocabulary(vocab)
-        self._fixed = fixed_vocabulary
 
     def set_vocabulary(self, vocab: Vocabulary) -> None:
-        if self._fixed:
-            raise VocabularyError("this segmenter runs the backend's own vocabulary (fixed_vocabulary=True)")
         check_embeddings(vocab, self._dim)
         self._vocab = vocab
         self._dim = int(vocab.embeddings.shape[1])
@@ -149,7 +142,7 @@ class BackendSegmenter:
     def __call__(self, frame_rgb: np.ndarray) -> SegmentResult:
         check_frame(frame_rgb)
         vocab = self._vocab
-        res = self.backend(frame_rgb) if self._fixed else self.backend(frame_rgb, vocab)
+        res = self.backend(frame_rgb, vocab)
         labels = res.labels[0] if res.labels.ndim == 3 else res.labels
         labels = labels.detach().cpu().numpy() if hasattr(labels, "detach") else np.asarray(labels)
         extra = {"probs": res.probs} if getattr(res, "probs", None) is not None else {}
