@@ -127,8 +127,8 @@ def test_cli_passes_no_plugin_and_plugin_lib_to_the_export(monkeypatch, tmp_path
               "-o", str(tmp_path)]
     main(["export", "--format", "engine-fp16", *common])
     main(["export", "--format", "engine-int8", "--no-plugin", "--plugin-lib", "x.so", *common])
-    assert seen["engine-fp16"].plugin is True and seen["engine-fp16"].plugin_library is None
-    assert seen["engine-int8"].plugin is False and seen["engine-int8"].plugin_library == "x.so"
+    assert seen["engine-fp16"].plugin is True and seen["engine-fp16"].plugin_libraries == []
+    assert seen["engine-int8"].plugin is False and seen["engine-int8"].plugin_libraries == ["x.so"]
 
 
 def _fake_tensorrt_folder(tmp_path, head_model):
@@ -162,7 +162,7 @@ def test_engine_build_of_a_plugin_graph_passes_the_plugin_library(plugin_head, t
                                                                                   "12.6", "36.4.3"))
     lib = tmp_path / plugin.PLUGIN_LIBRARY_NAME
     lib.write_bytes(b"pretend plugin")
-    build.build_folder_engines(tmp_path, "fp16", progress=False, plugin_library=str(lib))
+    build.build_folder_engines(tmp_path, "fp16", progress=False, plugin_libraries=[str(lib)])
     assert calls["plugin_libraries"] == [tmp_path / "plugins" / lib.name]  # copied into the folder, loaded from there
     record = Manifest.read(tmp_path).artefacts["head_engine"]
     assert record["plugin_nodes"][0]["op_type"] == "RadsegScga" and [Path(r["file"]).name for r in record["plugins"]] == [lib.name]
@@ -171,7 +171,7 @@ def test_engine_build_of_a_plugin_graph_passes_the_plugin_library(plugin_head, t
     with pytest.raises(EngineError, match="--no-plugin"):
         build.build_folder_engines(tmp_path, "fp16", progress=False)
     with pytest.raises(EngineError, match="not a file"):
-        build.build_folder_engines(tmp_path, "fp16", progress=False, plugin_library=str(tmp_path / "missing.so"))
+        build.build_folder_engines(tmp_path, "fp16", progress=False, plugin_libraries=[str(tmp_path / "missing.so")])
 
 
 def test_plugin_library_is_found_from_the_environment(tmp_path, monkeypatch):

@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         opset=args.opset, workspace_mib=args.workspace, max_windows=args.max_windows, max_classes=args.max_classes,
         max_image_side=args.max_image_side, quant_backend=args.quant_backend,
         quantize_attention=args.quantize_attention, split=not args.no_split,
-        plugin=not args.no_plugin, plugin_library=args.plugin_lib,
+        plugin=not args.no_plugin, plugin_libraries=[args.plugin_lib] if args.plugin_lib else [],
     )
     info = {"checkpoint": args.checkpoint or args.model, "random_weights": bool(args.random_weights)}
     manifest = export_model(seg, args.format, args.out, vocabulary=vocab, options=options, model_info=info)

@@ -60,7 +60,6 @@ class ExportOptions:
     quantize_attention: bool = False
     split: bool = True
     plugin: bool = True  # engine builds: SCGA as the TensorRT plugin's node (False: standard ops)
-    plugin_library: str | None = None  # libradseg_trt_plugin.so (default: radseg_edge.export.plugin lookup)
     progress: bool = True
     #: TensorRT plugin libraries the engine builds load (copied into the folder, hashed into the keys).
     plugin_libraries: list[str] = field(default_factory=list)
@@ -207,8 +206,7 @@ def _move(src: Path, out_dir: Path, name: str) -> Path:
 
 def build_folder_engines(export_dir: str | os.PathLike, precision: str, workspace_mib: int = 1024,
                          max_windows: int = 32, max_classes: int = 1024, max_image_side: int = 2048,
-                         progress: bool = True, plugin_libraries: Sequence[str | os.PathLike] = (),
-                         plugin_library: str | os.PathLike | None = None) -> Manifest:
+                         progress: bool = True, plugin_libraries: Sequence[str | os.PathLike] = ()) -> Manifest:
     """Build TensorRT engines on THIS machine for the ONNX graphs of an export folder; updates its manifest.
 
     The folder may come from another machine (``radseg-edge export --format onnx`` on a desktop, then this
@@ -220,10 +218,9 @@ def build_folder_engines(export_dir: str | os.PathLike, precision: str, workspac
     Args:
         plugin_libraries: TensorRT plugin libraries the graphs need (e.g. libradseg_trt_plugin.so): copied
             into ``<folder>/plugins/``, loaded through the plugin registry before parsing, recorded with
-            their SHA-256 under each engine's ``plugins`` and in its key. (The graph's plugin nodes are
-            recorded under the engine's ``plugin_nodes``.)
-        plugin_library: where to look first when ``plugin_libraries`` is empty and a graph has plugin nodes
-            (default: :func:`radseg_edge.export.plugin.find_plugin_library`'s search).
+            their SHA-256 under each engine's ``plugins`` and in its key. When empty, a graph with plugin
+            nodes (recorded under the engine's ``plugin_nodes``) gets the library that
+            :func:`radseg_edge.export.plugin.find_plugin_library` finds.
     Raises:
         EngineError: the folder's ONNX variant does not fit the precision with this TensorRT version.
     """
@@ -264,7 +261,7 @@ def build_folder_engines(export_dir: str | os.PathLike, precision: str, workspac
         engine_path = folder / f"{role}.{role_precision}.engine"
         nodes = art.get("plugins", [])  # the graph's plugin nodes (export.plugin.graph_plugins)
         # explicit libraries go to every engine; otherwise a graph with plugin nodes gets the library found
-        libraries = plugins or (copy_plugins(folder, [find_plugin_library(plugin_library)]) if nodes else [])
+        libraries = plugins or (copy_plugins(folder, [find_plugin_library()]) if nodes else [])
         engine_path.write_bytes(build_engine(onnx_path, plan, profile, timing_cache=timing_cache,
                                              plugin_libraries=libraries, progress=progress))
         write_key(engine_path, EngineKey.create(device, role_precision, onnx_path, profile, libraries))
@@ -459,8 +456,7 @@ def export_model(radseg, fmt: str, out_dir: str | os.PathLike, vocabulary=None, 
         if fmt.startswith("engine"):
             manifest.write(out_dir)
             manifest = build_folder_engines(out_dir, precision, opts.workspace_mib, opts.max_windows, opts.max_classes,
-                                            opts.max_image_side, opts.progress, opts.plugin_libraries,
-                                            plugin_library=opts.plugin_library)
+                                            opts.max_image_side, opts.progress, opts.plugin_libraries)
     manifest.write(out_dir)
     manifest.gate, checks, thresholds = _gate(radseg, out_dir, fmt, vocab, opts, notes)
     manifest.notes = notes

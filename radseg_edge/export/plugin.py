@@ -188,30 +188,26 @@ def plugin_library_candidates() -> list[Path]:
     return out
 
 
-def existing_plugin_library(path: str | os.PathLike, option: str = "") -> Path:
-    """``path`` as a Path when it is a file; else one sentence on how to get the plugin library.
+def existing_plugin_library(path: str | os.PathLike) -> Path:
+    """``path`` as a Path when it is a file (e.g. ``--plugin-lib``); else one sentence on how to get it.
 
-    Args:
-        option: the command-line option that gave the path (named in the message), or "".
     Raises:
         EngineError: ``path`` is not a file.
     """
     path = Path(path)
     if not path.is_file():
-        raise EngineError(f"{option + ' ' if option else ''}TensorRT plugin library {path} is not a file: build it "
+        raise EngineError(f"TensorRT plugin library {path} is not a file: build it "
                           "(`cmake -S . -B build && cmake --build build`, target radseg_trt_plugin; TensorRT headers "
                           "needed), pass the right path, or export with --no-plugin")
     return path
 
 
-def find_plugin_library(explicit: str | os.PathLike | None = None) -> Path:
-    """The plugin library for an engine build of a graph with plugin nodes.
+def find_plugin_library() -> Path:
+    """The plugin library for an engine build of a graph with plugin nodes, when none was given.
 
     Raises:
-        EngineError: ``explicit`` is not a file, or none of :func:`plugin_library_candidates` exists.
+        EngineError: none of :func:`plugin_library_candidates` exists.
     """
-    if explicit is not None:
-        return existing_plugin_library(explicit, "--plugin-lib")
     for path in plugin_library_candidates():
         if path.is_file():
             return path
